@@ -1,0 +1,569 @@
+"""Ingest of one gateway batch: verify every item, store it once, answer per item.
+
+One database transaction per batch. Idempotency is enforced by unique
+constraints with ``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` (SQLite and
+PostgreSQL both speak it), never by check-then-insert: when two API processes
+race on the same frame, PostgreSQL makes the second insert wait for the first
+transaction and then skip, and the loser reads the winner's row to answer
+``duplicate`` or ``seq_conflict``. A bad item is answered ``rejected`` with a
+stable reason, written to ``rejected_events``, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import Table, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from cloud_api.crypto_store import SecretBox
+from cloud_api.models import (
+    AdvertObservation,
+    Checkpoint,
+    Device,
+    DeviceKey,
+    DeviceKind,
+    Event,
+    Gateway,
+    GatewayObservation,
+    IngestLog,
+    NfcTag,
+    RejectedEvent,
+    TagType,
+    utcnow,
+)
+from cloud_api.provisioning import device_key_context, tag_key_context
+from cloud_api.verify import (
+    FrameContext,
+    KeyRef,
+    Rejected,
+    TagRef,
+    VerifiedFrame,
+    VerifyPolicy,
+    authenticate_frame,
+    verify_advert_item,
+    verify_frame_body,
+)
+from patrol_protocol.batch import (
+    AdvertItem,
+    BatchItem,
+    DeviceFrameItem,
+    IngestBatch,
+    IngestResponse,
+    ItemResult,
+    ObservationItem,
+    decode_b64_item,
+)
+from patrol_protocol.errors import ProtocolError
+from patrol_protocol.limits import MAX_BATCH_ITEMS
+
+log = logging.getLogger(__name__)
+
+MAX_REJECTED_BODY_BYTES = 65_536
+"""A malformed request body is kept up to this size: enough to diagnose, bounded storage."""
+
+_ITEM_ADAPTER: TypeAdapter[Any] = TypeAdapter(BatchItem)
+
+
+class BatchRejected(Exception):
+    """The request body is not a batch at all (bad JSON or envelope): answered 422."""
+
+
+@dataclass(frozen=True, slots=True)
+class MalformedItem:
+    """An item whose shape failed validation, though its ``gw_seq`` could be read."""
+
+    gw_seq: int
+    raw: bytes
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    """A batch envelope and its items; malformed items are answered one by one."""
+
+    gateway_id: str
+    batch_id: UUID
+    sent_at: datetime
+    clock_synced: bool
+    items: Sequence[BatchItem | MalformedItem]
+
+
+class _Envelope(BaseModel):
+    """The batch without item validation, to salvage good items next to a malformed one."""
+
+    model_config = ConfigDict(extra="forbid")
+    v: Literal[1]
+    gateway_id: str
+    batch_id: UUID
+    sent_at: AwareDatetime
+    clock_synced: bool
+    items: list[dict[str, JsonValue]] = Field(min_length=1, max_length=MAX_BATCH_ITEMS)
+
+
+def _errors_text(exc: PydanticValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or '(body)'}: {err['msg']}"
+        for err in exc.errors(include_url=False)[:10]
+    ]
+    return "; ".join(parts)
+
+
+def parse_batch(body: bytes) -> ParsedBatch:
+    """Validate a request body; a malformed item is kept as :class:`MalformedItem`.
+
+    Raises :class:`BatchRejected` when the JSON or the envelope itself is unusable,
+    or when an invalid item has no readable integer ``gw_seq`` to answer it by.
+    """
+    try:
+        batch = IngestBatch.model_validate_json(body)
+    except PydanticValidationError as strict_error:
+        try:
+            envelope = _Envelope.model_validate_json(body)
+        except PydanticValidationError as exc:
+            raise BatchRejected(f"not an ingest batch: {_errors_text(exc)}") from exc
+        items: list[BatchItem | MalformedItem] = []
+        for raw_item in envelope.items:
+            try:
+                items.append(_ITEM_ADAPTER.validate_python(raw_item))
+            except PydanticValidationError as exc:
+                gw_seq = raw_item.get("gw_seq")
+                if not isinstance(gw_seq, int) or isinstance(gw_seq, bool) or gw_seq < 0:
+                    raise BatchRejected(
+                        f"an item without a usable gw_seq: {_errors_text(strict_error)}"
+                    ) from exc
+                raw = json.dumps(raw_item, separators=(",", ":")).encode()
+                items.append(MalformedItem(gw_seq=gw_seq, raw=raw, detail=_errors_text(exc)))
+        return ParsedBatch(
+            gateway_id=envelope.gateway_id,
+            batch_id=envelope.batch_id,
+            sent_at=envelope.sent_at,
+            clock_synced=envelope.clock_synced,
+            items=items,
+        )
+    return ParsedBatch(
+        gateway_id=batch.gateway_id,
+        batch_id=batch.batch_id,
+        sent_at=batch.sent_at,
+        clock_synced=batch.clock_synced,
+        items=batch.items,
+    )
+
+
+def record_rejection(
+    session: Session,
+    *,
+    gateway: Gateway | None,
+    item_type: str,
+    reason: str,
+    detail: str,
+    raw: bytes | None,
+    gw_seq: int | None = None,
+    key: str | None = None,
+    received_at: datetime | None = None,
+) -> None:
+    """Write one rejected-events row (in the caller's transaction)."""
+    session.add(
+        RejectedEvent(
+            gateway_pk=gateway.id if gateway is not None else None,
+            gw_seq=gw_seq,
+            item_type=item_type,
+            key=key,
+            raw=raw,
+            reason=reason,
+            detail=detail[:2000],
+            received_at=received_at,
+            rejected_at=utcnow(),
+        )
+    )
+    log.info(
+        "rejected %s gw_seq=%s key=%s reason=%s gateway=%s",
+        item_type,
+        gw_seq,
+        key,
+        reason,
+        gateway.gateway_id if gateway is not None else None,
+    )
+
+
+def record_malformed_body(
+    session: Session, *, gateway: Gateway | None, body: bytes, detail: str
+) -> None:
+    """Keep an unparseable request body (bounded) with reason ``malformed``."""
+    kept = body[:MAX_REJECTED_BODY_BYTES]
+    if len(body) > len(kept):
+        detail = f"{detail} (body truncated from {len(body)} bytes)"
+    record_rejection(
+        session, gateway=gateway, item_type="batch", reason="malformed", detail=detail, raw=kept
+    )
+
+
+class DbKeyLookup:
+    """:class:`~cloud_api.verify.KeyLookup` on the database, cached for one batch."""
+
+    def __init__(self, session: Session, box: SecretBox) -> None:
+        self._session = session
+        self._box = box
+        self._device_keys: dict[tuple[DeviceKind, int, int], KeyRef | None] = {}
+        self._tags: dict[bytes, TagRef | None] = {}
+
+    def device_key(self, kind: DeviceKind, device_id: int, key_id: int) -> KeyRef | None:
+        cache_key = (kind, device_id, key_id)
+        if cache_key not in self._device_keys:
+            row = self._session.execute(
+                select(DeviceKey.device_pk, DeviceKey.key_enc)
+                .join(Device, Device.id == DeviceKey.device_pk)
+                .where(
+                    Device.kind == kind.value,
+                    Device.device_id == device_id,
+                    DeviceKey.key_id == key_id,
+                    DeviceKey.retired_at.is_(None),
+                )
+            ).one_or_none()
+            self._device_keys[cache_key] = (
+                None
+                if row is None
+                else KeyRef(
+                    device_pk=row.device_pk,
+                    key=self._box.decrypt(
+                        row.key_enc, context=device_key_context(kind, device_id, key_id)
+                    ),
+                )
+            )
+        return self._device_keys[cache_key]
+
+    def nfc_tag(self, uid: bytes) -> TagRef | None:
+        # Not cached: last_read_counter changes as the batch goes on.
+        tag = self._session.execute(select(NfcTag).where(NfcTag.uid == uid)).scalar_one_or_none()
+        if tag is None:
+            return None
+        checkpoint_id = self._session.execute(
+            select(Checkpoint.id).where(Checkpoint.nfc_uid == uid)
+        ).scalar_one_or_none()
+        meta = file = None
+        if tag.meta_read_key_enc is not None and tag.file_read_key_enc is not None:
+            meta = self._box.decrypt(tag.meta_read_key_enc, context=tag_key_context(uid, "meta"))
+            file = self._box.decrypt(tag.file_read_key_enc, context=tag_key_context(uid, "file"))
+        return TagRef(
+            tag_pk=tag.id,
+            tag_type=TagType(tag.tag_type),
+            meta_read_key=meta,
+            file_read_key=file,
+            last_read_counter=tag.last_read_counter,
+            checkpoint_id=checkpoint_id,
+        )
+
+    def beacon_checkpoint(self, beacon_id: int) -> int | None:
+        return self._session.execute(
+            select(Checkpoint.id).where(Checkpoint.beacon_id == beacon_id)
+        ).scalar_one_or_none()
+
+
+def _insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None on any conflict."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(table)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table)
+    else:  # pragma: no cover - only the two supported stores
+        raise RuntimeError(f"unsupported database dialect {dialect!r}")
+    stmt = stmt.values(**values).on_conflict_do_nothing().returning(table.c.id)
+    result: int | None = session.execute(stmt).scalar_one_or_none()
+    return result
+
+
+@dataclass
+class _Counts:
+    accepted: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class _BatchIngest:
+    """Processes one parsed batch inside the caller's transaction."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        gateway: Gateway,
+        batch: ParsedBatch,
+        box: SecretBox,
+        policy: VerifyPolicy,
+        now: datetime,
+    ) -> None:
+        self.session = session
+        self.gateway = gateway
+        self.batch = batch
+        self.keys = DbKeyLookup(session, box)
+        self.policy = policy
+        self.now = now
+        self.counts = _Counts()
+
+    def run(self) -> IngestResponse:
+        results = [self._one(item) for item in self.batch.items]
+        for result in results:
+            if result.status == "accepted":
+                self.counts.accepted += 1
+            elif result.status == "duplicate":
+                self.counts.duplicate += 1
+            else:
+                self.counts.rejected += 1
+                reason = result.reason or "?"
+                self.counts.reasons[reason] = self.counts.reasons.get(reason, 0) + 1
+        self.session.add(
+            IngestLog(
+                batch_id=str(self.batch.batch_id),
+                gateway_pk=self.gateway.id,
+                items=len(results),
+                accepted=self.counts.accepted,
+                duplicates=self.counts.duplicate,
+                rejected=self.counts.rejected,
+                clock_synced=self.batch.clock_synced,
+                sent_at=self.batch.sent_at,
+                received_at=self.now,
+            )
+        )
+        log.info(
+            "batch %s from %s: %d accepted, %d duplicate, %d rejected %s",
+            self.batch.batch_id,
+            self.gateway.gateway_id,
+            self.counts.accepted,
+            self.counts.duplicate,
+            self.counts.rejected,
+            self.counts.reasons or "",
+        )
+        return IngestResponse(batch_id=self.batch.batch_id, results=results)
+
+    def _one(self, item: BatchItem | MalformedItem) -> ItemResult:
+        try:
+            if isinstance(item, MalformedItem):
+                raise Rejected("malformed", item.detail)
+            if isinstance(item, DeviceFrameItem):
+                return self._device_frame(item)
+            if isinstance(item, AdvertItem):
+                return self._advert(item)
+            return self._observation(item)
+        except Rejected as rej:
+            self._reject(item, rej)
+            return ItemResult(gw_seq=item.gw_seq, status="rejected", key=rej.key, reason=rej.reason)
+
+    def _reject(self, item: BatchItem | MalformedItem, rej: Rejected) -> None:
+        raw: bytes | None
+        if isinstance(item, MalformedItem):
+            raw, item_type, received_at = item.raw, "malformed_item", None
+        elif isinstance(item, DeviceFrameItem | AdvertItem):
+            try:
+                raw = decode_b64_item(item)
+            except ProtocolError:
+                text = item.frame_b64 if isinstance(item, DeviceFrameItem) else item.payload_b64
+                raw = text.encode("utf-8", "replace")[:MAX_REJECTED_BODY_BYTES]
+            item_type, received_at = item.type, item.received_at
+        else:
+            raw = json.dumps(item.observation, separators=(",", ":")).encode()
+            item_type, received_at = item.type, item.received_at
+        record_rejection(
+            self.session,
+            gateway=self.gateway,
+            item_type=item_type,
+            reason=rej.reason,
+            detail=rej.detail,
+            raw=raw,
+            gw_seq=item.gw_seq,
+            key=rej.key,
+            received_at=received_at,
+        )
+
+    def _decode(self, item: DeviceFrameItem | AdvertItem) -> bytes:
+        try:
+            return decode_b64_item(item)
+        except ProtocolError as exc:
+            raise Rejected.from_protocol(exc) from exc
+
+    def _existing_frame(self, device_id: int, seq: int) -> bytes | None:
+        raw: bytes | None = self.session.execute(
+            select(Event.raw).where(Event.device_id == device_id, Event.seq == seq)
+        ).scalar_one_or_none()
+        return raw
+
+    def _same_or_conflict(self, stored: bytes, raw: bytes, key: str, gw_seq: int) -> ItemResult:
+        if stored == raw:
+            return ItemResult(gw_seq=gw_seq, status="duplicate", key=key)
+        raise Rejected("seq_conflict", f"{key} is already stored with different bytes", key=key)
+
+    def _device_frame(self, item: DeviceFrameItem) -> ItemResult:
+        raw = self._decode(item)
+        auth = authenticate_frame(raw, keys=self.keys)
+        header = auth.frame.header
+        key = auth.frame.idempotency_key
+        stored = self._existing_frame(header.device_id, header.seq)
+        if stored is not None:
+            return self._same_or_conflict(stored, raw, key, item.gw_seq)
+        ctx = FrameContext(
+            topic=item.topic,
+            received_at=item.received_at,
+            gateway_clock_synced=self.batch.clock_synced,
+            server_now=self.now,
+        )
+        verified = verify_frame_body(auth, keys=self.keys, ctx=ctx, policy=self.policy)
+        event_id = _insert_ignore(self.session, Event.__table__, self._event_row(verified, item))  # type: ignore[arg-type]
+        if event_id is None:
+            stored = self._existing_frame(header.device_id, header.seq)
+            if stored is not None:  # a concurrent process stored it first
+                return self._same_or_conflict(stored, raw, key, item.gw_seq)
+            raise Rejected(
+                "replayed_counter",
+                f"NTAG 424 read counter {verified.sun_read_counter} of tag "
+                f"{verified.fields.get('uid')} was already accepted",
+                key=key,
+            )
+        if verified.nfc_tag_id is not None and verified.sun_read_counter is not None:
+            counter = verified.sun_read_counter
+            self.session.execute(
+                update(NfcTag)
+                .where(
+                    NfcTag.id == verified.nfc_tag_id,
+                    or_(NfcTag.last_read_counter.is_(None), NfcTag.last_read_counter < counter),
+                )
+                .values(last_read_counter=counter)
+            )
+        return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
+
+    def _event_row(self, v: VerifiedFrame, item: DeviceFrameItem) -> dict[str, Any]:
+        h = v.frame.header
+        return {
+            "device_id": h.device_id,
+            "seq": h.seq,
+            "device_pk": v.device_pk,
+            "kind": h.kind,
+            "key_id": h.key_id,
+            "frame_flags": h.flags,
+            "device_time": v.device_time,
+            "gateway_pk": self.gateway.id,
+            "gw_seq": item.gw_seq,
+            "received_at": item.received_at,
+            "gateway_clock_synced": self.batch.clock_synced,
+            "ingested_at": self.now,
+            "raw": v.frame.raw,
+            "assurance": v.assurance.value,
+            "flags": list(v.flags),
+            "body": v.fields,
+            "checkpoint_id": v.checkpoint_id,
+            "nfc_tag_id": v.nfc_tag_id,
+            "sun_read_counter": v.sun_read_counter,
+            "beacon_id": v.beacon_id,
+            "beacon_step": v.beacon_step,
+        }
+
+    def _existing_advert(self, key: str) -> bytes | None:
+        payload: bytes | None = self.session.execute(
+            select(AdvertObservation.payload).where(AdvertObservation.key == key)
+        ).scalar_one_or_none()
+        return payload
+
+    def _advert_same_or_replay(
+        self, stored: bytes, payload: bytes, key: str, gw_seq: int
+    ) -> ItemResult:
+        if stored == payload:
+            return ItemResult(gw_seq=gw_seq, status="duplicate", key=key)
+        raise Rejected(
+            "replayed_counter", f"{key} was already seen with a different payload", key=key
+        )
+
+    def _advert(self, item: AdvertItem) -> ItemResult:
+        payload = self._decode(item)
+        verified = verify_advert_item(item.company_id, payload, keys=self.keys)
+        stored = self._existing_advert(verified.key)
+        if stored is not None:
+            return self._advert_same_or_replay(stored, payload, verified.key, item.gw_seq)
+        row = {
+            "key": verified.key,
+            "device_pk": verified.device_pk,
+            "advert_type": payload[1],
+            "company_id": item.company_id,
+            "payload": payload,
+            "rssi_dbm": item.rssi_dbm,
+            "gateway_pk": self.gateway.id,
+            "gw_seq": item.gw_seq,
+            "received_at": item.received_at,
+            "ingested_at": self.now,
+            "fields": verified.fields,
+            "flags": [] if self.batch.clock_synced else ["gateway_clock_unsynced"],
+        }
+        if _insert_ignore(self.session, AdvertObservation.__table__, row) is None:  # type: ignore[arg-type]
+            stored = self._existing_advert(verified.key)
+            assert stored is not None  # the only unique constraint is on key
+            return self._advert_same_or_replay(stored, payload, verified.key, item.gw_seq)
+        return ItemResult(gw_seq=item.gw_seq, status="accepted", key=verified.key)
+
+    def _observation(self, item: ObservationItem) -> ItemResult:
+        key = f"gw:{self.gateway.gateway_id}:{item.gw_seq}"
+        kind = item.observation.get("kind")
+        row = {
+            "gateway_pk": self.gateway.id,
+            "gw_seq": item.gw_seq,
+            "kind": kind if isinstance(kind, str) else "unknown",
+            "observation": item.observation,
+            "received_at": item.received_at,
+            "gateway_clock_synced": self.batch.clock_synced,
+            "ingested_at": self.now,
+        }
+        if _insert_ignore(self.session, GatewayObservation.__table__, row) is None:  # type: ignore[arg-type]
+            stored = self.session.execute(
+                select(GatewayObservation.observation).where(
+                    GatewayObservation.gateway_pk == self.gateway.id,
+                    GatewayObservation.gw_seq == item.gw_seq,
+                )
+            ).scalar_one()
+            if stored != item.observation:
+                raise Rejected(
+                    "seq_conflict", f"{key} is already stored with different content", key=key
+                )
+            return ItemResult(gw_seq=item.gw_seq, status="duplicate", key=key)
+        return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
+
+
+def ingest_batch(
+    session: Session,
+    *,
+    gateway: Gateway,
+    batch: ParsedBatch | IngestBatch,
+    box: SecretBox,
+    policy: VerifyPolicy,
+    now: datetime | None = None,
+) -> IngestResponse:
+    """Verify and store every item of ``batch`` in the caller's transaction; one result each.
+
+    The caller commits (the route does, once per batch). ``now`` is the server's
+    clock, injectable for tests.
+    """
+    parsed = (
+        ParsedBatch(
+            gateway_id=batch.gateway_id,
+            batch_id=batch.batch_id,
+            sent_at=batch.sent_at,
+            clock_synced=batch.clock_synced,
+            items=batch.items,
+        )
+        if isinstance(batch, IngestBatch)
+        else batch
+    )
+    return _BatchIngest(
+        session,
+        gateway=gateway,
+        batch=parsed,
+        box=box,
+        policy=policy,
+        now=now if now is not None else utcnow(),
+    ).run()

@@ -1,0 +1,284 @@
+"""Relational schema of the cloud service (SQLAlchemy 2, typed ``Mapped`` columns).
+
+Works unchanged on SQLite and PostgreSQL. Idempotency lives in unique
+constraints, never in check-then-insert: ``events (device_id, seq)``,
+``events (nfc_tag_id, sun_read_counter)``, ``advert_observations (key)`` and
+``gateway_observations (gateway_pk, gw_seq)``. Secrets: gateway API keys are
+stored as SHA-256 hashes, device and tag keys AES-GCM-encrypted
+(:mod:`cloud_api.crypto_store`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, not a BIGINT one.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in and out, also on SQLite (which stores naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; store timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    """Server time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class DeviceKind(StrEnum):
+    """What a row of ``devices`` is; the key length follows from it."""
+
+    WEARABLE = "wearable"  # 32-byte HMAC key signing event frames
+    PRESENCE = "presence"  # a wearable's 16-byte BLE presence-advert key (same device_id)
+    BEACON = "beacon"  # BLE checkpoint beacon, 16-byte key
+    EQUIPMENT_TAG = "equipment_tag"  # BLE tag on a radio or flashlight, 16-byte key
+
+
+class TagType(StrEnum):
+    """NFC checkpoint tag families."""
+
+    NTAG424 = "ntag424"  # SUN: encrypted PICCData + SDMMAC, verified with the tag's keys
+    NTAG21X = "ntag21x"  # UID only: accepted with low assurance
+
+
+class Assurance(StrEnum):
+    """How strong the evidence of an accepted event is (ranked high to low)."""
+
+    HIGH = "high"  # device signature + tag cryptography (NTAG 424 SUN)
+    MEDIUM = "medium"  # device signature (+ verified beacon MAC for BLE visits)
+    LOW = "low"  # device signature, but the checkpoint part is unauthenticated (NTAG21x)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; ``Base.metadata`` is what :func:`cloud_api.db.init_db` creates."""
+
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+    }
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Checkpoint(Base):
+    """A place a guard must visit, proven by an NFC tag (uid) or a BLE beacon (beacon_id)."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (UniqueConstraint("post_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    nfc_uid: Mapped[bytes | None] = mapped_column(LargeBinary(10), unique=True)
+    beacon_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+
+
+class Gateway(Base):
+    """An edge agent; authenticates with an API key of which only the SHA-256 is kept.
+
+    The key is 32 random bytes, so a fast hash is as strong as a slow one (there is
+    no dictionary to search) and it allows an indexed lookup per request.
+    """
+
+    __tablename__ = "gateways"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gateway_id: Mapped[str] = mapped_column(String(100), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    api_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+
+
+class Device(Base):
+    """Wearable, presence identity, beacon or equipment tag: one u32 id per kind."""
+
+    __tablename__ = "devices"
+    __table_args__ = (UniqueConstraint("kind", "device_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    device_id: Mapped[int] = mapped_column(BigInteger)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    label: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeviceKey(Base):
+    """One key of a device, by ``key_id``; several rows while a rotation drains."""
+
+    __tablename__ = "device_keys"
+    __table_args__ = (UniqueConstraint("device_pk", "key_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    key_id: Mapped[int] = mapped_column(SmallInteger)
+    key_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+
+class NfcTag(Base):
+    __tablename__ = "nfc_tags"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    uid: Mapped[bytes] = mapped_column(LargeBinary(10), unique=True)
+    tag_type: Mapped[str] = mapped_column(String(10))
+    meta_read_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    file_read_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    last_read_counter: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Event(Base):
+    """An accepted device-signed frame, raw bytes kept exactly as signed."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq", name="uq_events_device_seq"),
+        UniqueConstraint("nfc_tag_id", "sun_read_counter", name="uq_events_tag_counter"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    kind: Mapped[int] = mapped_column(SmallInteger, index=True)
+    key_id: Mapped[int] = mapped_column(SmallInteger)
+    frame_flags: Mapped[int] = mapped_column(SmallInteger)
+    device_time: Mapped[datetime]
+    gateway_pk: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    gw_seq: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime]
+    gateway_clock_synced: Mapped[bool]
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    assurance: Mapped[str] = mapped_column(String(10))
+    flags: Mapped[list[str]] = mapped_column(default=list)
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    checkpoint_id: Mapped[int | None] = mapped_column(ForeignKey("checkpoints.id"))
+    nfc_tag_id: Mapped[int | None] = mapped_column(ForeignKey("nfc_tags.id"))
+    sun_read_counter: Mapped[int | None] = mapped_column(Integer)
+    beacon_id: Mapped[int | None] = mapped_column(BigInteger)
+    beacon_step: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AdvertObservation(Base):
+    """A signed BLE advert heard by a gateway, once per signer and step/counter."""
+
+    __tablename__ = "advert_observations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    advert_type: Mapped[int] = mapped_column(SmallInteger)
+    company_id: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    rssi_dbm: Mapped[int] = mapped_column(SmallInteger)
+    gateway_pk: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    gw_seq: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime]
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    flags: Mapped[list[str]] = mapped_column(default=list)
+
+
+class GatewayObservation(Base):
+    """What a gateway itself reports (evictions, health): its API key is the only proof."""
+
+    __tablename__ = "gateway_observations"
+    __table_args__ = (UniqueConstraint("gateway_pk", "gw_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gateway_pk: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    gw_seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(50))
+    observation: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime]
+    gateway_clock_synced: Mapped[bool]
+    ingested_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RejectedEvent(Base):
+    """Anything refused, with its stable reason and the bytes as they arrived."""
+
+    __tablename__ = "rejected_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gateway_pk: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"))
+    gw_seq: Mapped[int | None] = mapped_column(BigInteger)
+    item_type: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str | None] = mapped_column(String(64))
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(32), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime | None]
+    rejected_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IngestLog(Base):
+    """One row per ingest request: retries of a batch show up here and in ``duplicates``."""
+
+    __tablename__ = "ingest_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(36), index=True)
+    gateway_pk: Mapped[int] = mapped_column(ForeignKey("gateways.id"))
+    items: Mapped[int] = mapped_column(Integer)
+    accepted: Mapped[int] = mapped_column(Integer)
+    duplicates: Mapped[int] = mapped_column(Integer)
+    rejected: Mapped[int] = mapped_column(Integer)
+    clock_synced: Mapped[bool]
+    sent_at: Mapped[datetime]
+    received_at: Mapped[datetime]

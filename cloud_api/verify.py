@@ -1,0 +1,397 @@
+"""Verification of what a gateway forwards: device frames and signed BLE adverts.
+
+Pure apart from key lookups, which go through the :class:`KeyLookup` protocol
+(the ingest module implements it on the database). No web framework, no SQL.
+Every refusal raises :class:`Rejected` carrying one of the stable reason strings
+of docs/protocol.md; suspicious-but-valid evidence is accepted with *flags*.
+
+A frame is checked in this order, so a retried frame costs one HMAC and never
+trips the tag replay check: decode the structure, find the device key, verify
+the frame MAC (:func:`authenticate_frame`); the caller then looks for an
+already stored copy; only a new frame gets its body verified
+(:func:`verify_frame_body`), including the NTAG 424 DNA SUN.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from cloud_api.models import Assurance, DeviceKind, TagType
+from patrol_protocol.adverts import (
+    Advert,
+    BeaconAdvert,
+    EquipmentAdvert,
+    PresenceAdvert,
+    advert_signer_key,
+    decode_advert_payload,
+    verify_advert,
+)
+from patrol_protocol.errors import ProtocolError, SignatureError
+from patrol_protocol.frames import (
+    FLAG_CLOCK_UNSYNCED,
+    TAG_NTAG424_SUN,
+    BleVisit,
+    Body,
+    EventFrame,
+    NfcScan,
+    decode_body,
+    decode_frame,
+    verify_frame,
+)
+from patrol_protocol.ids import device_id_text
+from patrol_protocol.sun import verify_sun
+from patrol_protocol.topics import parse_device_topic
+
+# Stable flag strings (accepted but suspicious, or weaker evidence); reasons for
+# refusal are the protocol's reject strings instead.
+FLAG_DEVICE_CLOCK_UNSYNCED = "device_clock_unsynced"
+FLAG_GATEWAY_CLOCK_UNSYNCED = "gateway_clock_unsynced"
+FLAG_CLOCK_SKEW = "clock_skew"
+FLAG_GATEWAY_CLOCK_SKEW = "gateway_clock_skew"
+FLAG_TOPIC_MISMATCH = "topic_mismatch"
+FLAG_COUNTER_JUMP = "sun_counter_jump"
+FLAG_COUNTER_OUT_OF_ORDER = "sun_counter_out_of_order"
+FLAG_LOW_ASSURANCE_TAG = "low_assurance_tag"
+
+
+class Rejected(Exception):
+    """An item is refused: ``reason`` is a stable protocol string, ``detail`` is for people."""
+
+    def __init__(self, reason: str, detail: str, *, key: str | None = None) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.key = key
+
+    @classmethod
+    def from_protocol(cls, exc: ProtocolError, *, key: str | None = None) -> Rejected:
+        """Carry a codec error's own reason string."""
+        return cls(exc.reason, str(exc), key=key)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRef:
+    """A usable (decrypted) device key and the row it belongs to."""
+
+    device_pk: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TagRef:
+    """An NFC checkpoint tag as the verifier needs it (keys decrypted, NTAG 424 only)."""
+
+    tag_pk: int
+    tag_type: TagType
+    meta_read_key: bytes | None
+    file_read_key: bytes | None
+    last_read_counter: int | None
+    checkpoint_id: int | None
+
+
+class KeyLookup(Protocol):
+    """Where the verifier finds keys; implemented on the database by the ingest module."""
+
+    def device_key(self, kind: DeviceKind, device_id: int, key_id: int) -> KeyRef | None: ...
+
+    def nfc_tag(self, uid: bytes) -> TagRef | None: ...
+
+    def beacon_checkpoint(self, beacon_id: int) -> int | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPolicy:
+    """Thresholds of the checks, from settings (named limits, units in the names)."""
+
+    clock_skew_tolerance_s: int = 300
+    max_future_skew_s: int = 3600
+    sun_counter_jump_flag: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class FrameContext:
+    """What the gateway said about a frame, plus the server's clock."""
+
+    topic: str
+    received_at: datetime
+    gateway_clock_synced: bool
+    server_now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedFrame:
+    """A frame whose structure and device MAC are good."""
+
+    frame: EventFrame
+    device_pk: int
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedFrame:
+    """A fully verified frame, ready to be stored as an event."""
+
+    frame: EventFrame
+    device_pk: int
+    body: Body
+    device_time: datetime
+    assurance: Assurance
+    flags: tuple[str, ...]
+    fields: dict[str, Any]
+    checkpoint_id: int | None = None
+    nfc_tag_id: int | None = None
+    sun_read_counter: int | None = None
+    beacon_id: int | None = None
+    beacon_step: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAdvert:
+    """A BLE advert whose MAC verifies under its signer's key."""
+
+    advert: Advert
+    key: str
+    device_pk: int
+    fields: dict[str, Any]
+
+
+def _jsonable(value: object) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def fields_of(value: object) -> dict[str, Any]:
+    """A decoded body/advert as JSON-ready fields (bytes as lowercase hex)."""
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        raise TypeError("fields_of expects a dataclass instance")
+    return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+
+
+def authenticate_frame(raw: bytes, *, keys: KeyLookup) -> AuthenticatedFrame:
+    """Decode the structure, find the signing key by (device_id, key_id), verify the MAC."""
+    try:
+        frame = decode_frame(raw)
+    except ProtocolError as exc:
+        raise Rejected.from_protocol(exc) from exc
+    header = frame.header
+    key = frame.idempotency_key
+    ref = keys.device_key(DeviceKind.WEARABLE, header.device_id, header.key_id)
+    if ref is None:
+        raise Rejected(
+            "unknown_device",
+            f"no wearable {device_id_text(header.device_id)} with key_id {header.key_id}",
+            key=key,
+        )
+    try:
+        verify_frame(frame, ref.key)
+    except SignatureError as exc:
+        raise Rejected.from_protocol(exc, key=key) from exc
+    return AuthenticatedFrame(frame=frame, device_pk=ref.device_pk)
+
+
+def device_time_of(frame: EventFrame) -> datetime:
+    """The device's signed timestamp as timezone-aware UTC."""
+    header = frame.header
+    return datetime.fromtimestamp(header.time_s, UTC) + timedelta(milliseconds=header.time_ms)
+
+
+def _clock_flags(
+    frame: EventFrame, device_time: datetime, ctx: FrameContext, policy: VerifyPolicy
+) -> list[str]:
+    """Flag (never reject) doubtful clocks; refuse only a synced device time from the future.
+
+    A wearable buffers for days, so device time long before receipt is normal. A
+    device time after the server's own clock by more than ``max_future_skew_s``
+    cannot be an honest event (or the clock is broken): ``clock_skew``.
+    """
+    flags: list[str] = []
+    tolerance = timedelta(seconds=policy.clock_skew_tolerance_s)
+    if not ctx.gateway_clock_synced:
+        flags.append(FLAG_GATEWAY_CLOCK_UNSYNCED)
+    elif ctx.received_at > ctx.server_now + tolerance:
+        flags.append(FLAG_GATEWAY_CLOCK_SKEW)
+    if frame.header.flags & FLAG_CLOCK_UNSYNCED:
+        flags.append(FLAG_DEVICE_CLOCK_UNSYNCED)
+        return flags
+    if device_time > ctx.server_now + timedelta(seconds=policy.max_future_skew_s):
+        raise Rejected(
+            "clock_skew",
+            f"device time {device_time.isoformat()} is ahead of server time "
+            f"{ctx.server_now.isoformat()} by more than {policy.max_future_skew_s} s",
+            key=frame.idempotency_key,
+        )
+    if ctx.gateway_clock_synced and device_time > ctx.received_at + tolerance:
+        flags.append(FLAG_CLOCK_SKEW)
+    return flags
+
+
+def verify_frame_body(
+    auth: AuthenticatedFrame, *, keys: KeyLookup, ctx: FrameContext, policy: VerifyPolicy
+) -> VerifiedFrame:
+    """Decode the body and verify what it claims (SUN, beacon MAC); flag what is doubtful."""
+    frame = auth.frame
+    key = frame.idempotency_key
+    try:
+        body = decode_body(frame.header.kind, frame.body)
+    except ProtocolError as exc:
+        raise Rejected.from_protocol(exc, key=key) from exc
+    device_time = device_time_of(frame)
+    flags = _clock_flags(frame, device_time, ctx, policy)
+    try:
+        topic_device_id, _leaf = parse_device_topic(ctx.topic)
+    except ProtocolError:
+        flags.append(FLAG_TOPIC_MISMATCH)
+    else:
+        if topic_device_id != frame.header.device_id:
+            flags.append(FLAG_TOPIC_MISMATCH)
+    common: dict[str, Any] = {
+        "frame": frame,
+        "device_pk": auth.device_pk,
+        "body": body,
+        "device_time": device_time,
+        "fields": fields_of(body),
+    }
+    if isinstance(body, NfcScan):
+        return _verify_nfc_scan(body, keys=keys, policy=policy, flags=flags, key=key, **common)
+    if isinstance(body, BleVisit):
+        return _verify_ble_visit(body, keys=keys, flags=flags, key=key, **common)
+    return VerifiedFrame(assurance=Assurance.MEDIUM, flags=tuple(flags), **common)
+
+
+def _verify_nfc_scan(
+    scan: NfcScan,
+    *,
+    keys: KeyLookup,
+    policy: VerifyPolicy,
+    flags: list[str],
+    key: str,
+    **common: Any,
+) -> VerifiedFrame:
+    tag = keys.nfc_tag(scan.uid)
+    if tag is None:
+        raise Rejected("unknown_tag", f"no NFC tag with uid {scan.uid.hex()}", key=key)
+    if scan.tag_type != TAG_NTAG424_SUN:
+        if tag.tag_type == TagType.NTAG424:
+            # A UID-only read of a tag we know speaks SUN: a UID clone, or a bad read.
+            raise Rejected(
+                "bad_sun_mac",
+                f"NTAG 424 DNA tag {scan.uid.hex()} was read without a SUN message",
+                key=key,
+            )
+        flags.append(FLAG_LOW_ASSURANCE_TAG)
+        return VerifiedFrame(
+            assurance=Assurance.LOW,
+            flags=tuple(flags),
+            checkpoint_id=tag.checkpoint_id,
+            nfc_tag_id=tag.tag_pk,
+            **common,
+        )
+    if tag.tag_type != TagType.NTAG424 or tag.meta_read_key is None or tag.file_read_key is None:
+        raise Rejected(
+            "unknown_tag", f"tag {scan.uid.hex()} is not registered as NTAG 424 DNA", key=key
+        )
+    assert scan.picc_enc is not None and scan.sdmmac is not None  # NfcScan validates tag_type 1
+    try:
+        picc = verify_sun(
+            meta_read_key=tag.meta_read_key,
+            file_read_key=tag.file_read_key,
+            picc_enc=scan.picc_enc,
+            sdmmac=scan.sdmmac,
+        )
+    except ProtocolError as exc:
+        # A wrong meta key decrypts to garbage (MalformedError): same meaning as a bad MAC.
+        raise Rejected("bad_sun_mac", f"SUN of tag {scan.uid.hex()}: {exc}", key=key) from exc
+    if picc.uid != scan.uid:
+        raise Rejected(
+            "bad_sun_mac",
+            f"PICCData uid {picc.uid.hex()} differs from the anticollision uid {scan.uid.hex()}",
+            key=key,
+        )
+    last = tag.last_read_counter
+    if last is not None:
+        if picc.read_counter > last + policy.sun_counter_jump_flag:
+            flags.append(FLAG_COUNTER_JUMP)
+        elif picc.read_counter < last:
+            flags.append(FLAG_COUNTER_OUT_OF_ORDER)
+    fields = dict(common.pop("fields"))
+    fields["sun_read_counter"] = picc.read_counter
+    return VerifiedFrame(
+        assurance=Assurance.HIGH,
+        flags=tuple(flags),
+        fields=fields,
+        checkpoint_id=tag.checkpoint_id,
+        nfc_tag_id=tag.tag_pk,
+        sun_read_counter=picc.read_counter,
+        **common,
+    )
+
+
+def _verify_ble_visit(
+    visit: BleVisit, *, keys: KeyLookup, flags: list[str], key: str, **common: Any
+) -> VerifiedFrame:
+    try:
+        advert = decode_advert_payload(visit.adv)
+    except ProtocolError as exc:
+        raise Rejected(exc.reason, f"beacon payload in BLE_VISIT: {exc}", key=key) from exc
+    if not isinstance(advert, BeaconAdvert):
+        raise Rejected("malformed", "BLE_VISIT carries a non-beacon advert", key=key)
+    ref = keys.device_key(DeviceKind.BEACON, advert.beacon_id, advert.key_id)
+    if ref is None:
+        raise Rejected(
+            "unknown_device",
+            f"no beacon {advert.beacon_id:08x} with key_id {advert.key_id}",
+            key=key,
+        )
+    try:
+        verify_advert(visit.company_id, visit.adv, ref.key)
+    except SignatureError as exc:
+        raise Rejected("bad_mac", f"beacon advert in BLE_VISIT: {exc}", key=key) from exc
+    fields = dict(common.pop("fields"))
+    fields["beacon"] = fields_of(advert)
+    return VerifiedFrame(
+        assurance=Assurance.MEDIUM,
+        flags=tuple(flags),
+        fields=fields,
+        checkpoint_id=keys.beacon_checkpoint(advert.beacon_id),
+        beacon_id=advert.beacon_id,
+        beacon_step=advert.step,
+        **common,
+    )
+
+
+_ADVERT_SIGNERS: dict[type, tuple[DeviceKind, str]] = {
+    BeaconAdvert: (DeviceKind.BEACON, "beacon_id"),
+    EquipmentAdvert: (DeviceKind.EQUIPMENT_TAG, "tag_id"),
+    PresenceAdvert: (DeviceKind.PRESENCE, "device_id"),
+}
+
+
+def verify_advert_item(company_id: int, payload: bytes, *, keys: KeyLookup) -> VerifiedAdvert:
+    """Decode a gateway-heard advert and verify its MAC under the signer's key."""
+    try:
+        advert = decode_advert_payload(payload)
+    except ProtocolError as exc:
+        raise Rejected.from_protocol(exc) from exc
+    key = advert_signer_key(advert)
+    kind, id_field = _ADVERT_SIGNERS[type(advert)]
+    signer_id: int = getattr(advert, id_field)
+    ref = keys.device_key(kind, signer_id, advert.key_id)
+    if ref is None:
+        raise Rejected(
+            "unknown_device",
+            f"no {kind.value} {signer_id:08x} with key_id {advert.key_id}",
+            key=key,
+        )
+    try:
+        verify_advert(company_id, payload, ref.key)
+    except SignatureError as exc:
+        raise Rejected.from_protocol(exc, key=key) from exc
+    return VerifiedAdvert(advert=advert, key=key, device_pk=ref.device_pk, fields=fields_of(advert))
