@@ -1,0 +1,88 @@
+"""``POST /api/v1/ingest``: a gateway's batch in, one final result per item out.
+
+Order of refusals: bad credential (401) before the body is read; a body over
+``max_batch_bytes`` (413) before it is parsed; an unparseable body (422, kept in
+rejected_events as ``malformed``); a batch naming another gateway (403).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from cloud_api.api.deps import AppContext, ContextDep, GatewayDep
+from cloud_api.ingest import (
+    BatchRejected,
+    ParsedBatch,
+    ingest_batch,
+    parse_batch,
+    record_malformed_body,
+)
+from cloud_api.models import Gateway
+from patrol_protocol.batch import IngestResponse
+
+router = APIRouter(tags=["ingest"])
+
+
+async def _read_body_limited(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"batch body is {declared} bytes, limit {max_bytes}",
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                detail=f"batch body exceeds {max_bytes} bytes",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _record_malformed(ctx: AppContext, gateway: Gateway, body: bytes, detail: str) -> None:
+    with ctx.sessions() as session, session.begin():
+        record_malformed_body(session, gateway=session.merge(gateway), body=body, detail=detail)
+
+
+def _ingest(ctx: AppContext, gateway: Gateway, batch: ParsedBatch) -> IngestResponse:
+    with ctx.sessions() as session, session.begin():
+        return ingest_batch(
+            session,
+            gateway=session.merge(gateway),
+            batch=batch,
+            box=ctx.box,
+            policy=ctx.policy,
+            now=ctx.clock(),
+        )
+
+
+@router.post(
+    "/ingest",
+    response_model=IngestResponse,
+    responses={
+        401: {"description": "missing, unknown or revoked gateway API key"},
+        403: {"description": "the batch names a different gateway"},
+        413: {"description": "body larger than MAX_BATCH_BYTES"},
+        422: {"description": "body is not an ingest batch (recorded as malformed)"},
+    },
+)
+async def ingest(request: Request, ctx: ContextDep, gateway: GatewayDep) -> IngestResponse:
+    """Verify and store a gateway batch; every item gets a final result."""
+    body = await _read_body_limited(request, ctx.settings.max_batch_bytes)
+    try:
+        batch = parse_batch(body)
+    except BatchRejected as exc:
+        await run_in_threadpool(_record_malformed, ctx, gateway, body, str(exc))
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    if batch.gateway_id != gateway.gateway_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"batch names gateway {batch.gateway_id!r}, the API key is "
+            f"{gateway.gateway_id!r}'s",
+        )
+    return await run_in_threadpool(_ingest, ctx, gateway, batch)

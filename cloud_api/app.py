@@ -1,0 +1,98 @@
+"""FastAPI application factory: ``create_app(settings) -> FastAPI``.
+
+The factory builds the engine, creates the schema (:func:`cloud_api.db.init_db`),
+the secret box and the verification policy once, and hangs them on
+``app.state.ctx``. Errors are RFC 9457 ``application/problem+json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from cloud_api.api.deps import AppContext
+from cloud_api.api.routes import events, health, ingest
+from cloud_api.crypto_store import SecretBox
+from cloud_api.db import init_db, make_engine, make_sessionmaker
+from cloud_api.models import utcnow
+from cloud_api.settings import Settings, get_settings
+from cloud_api.verify import VerifyPolicy
+
+API_PREFIX = "/api/v1"
+
+
+def _problem(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {
+            "type": "about:blank",
+            "title": HTTPStatus(status_code).phrase,
+            "status": status_code,
+            "detail": detail,
+        },
+        status_code=status_code,
+        media_type="application/problem+json",
+        headers=headers,
+    )
+
+
+async def _http_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return _problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    detail = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
+    )
+    return _problem(422, detail)
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] = utcnow
+) -> FastAPI:
+    """Build the service for ``settings`` (default: :func:`get_settings`).
+
+    ``clock`` gives server time (timezone-aware UTC); tests inject a fixed one.
+    """
+    settings = settings if settings is not None else get_settings()
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        box=SecretBox(settings.server_key_bytes()),
+        policy=VerifyPolicy(
+            clock_skew_tolerance_s=settings.clock_skew_tolerance_s,
+            max_future_skew_s=settings.max_future_skew_s,
+            sun_counter_jump_flag=settings.sun_counter_jump_flag,
+        ),
+        clock=clock,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Patrol verification cloud",
+        version="0.1.0",
+        summary="Verifies signed patrol evidence relayed by edge gateways and stores it once.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.include_router(health.router)
+    app.include_router(ingest.router, prefix=API_PREFIX)
+    app.include_router(events.router, prefix=API_PREFIX)
+    return app
