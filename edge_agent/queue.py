@@ -1,0 +1,542 @@
+"""The durable SQLite queue between ingest and forwarder.
+
+Durability, stated (DESIGN "Delivery guarantees"): the edge sends an MQTT PUBACK
+and an application ack -- after which the wearable frees its flash -- only once a
+message is committed here. So a commit must survive a power cut, not just a
+process crash:
+
+- ``journal_mode=WAL``: readers (the forwarder) never block the writer (the
+  committer), and a commit appends to one file instead of rewriting pages.
+- ``synchronous=FULL`` (default): the WAL is fsynced on every COMMIT. With
+  ``NORMAL`` a WAL commit is durable against a crash of the agent but the last
+  transactions can roll back after a power loss -- events the wearables were
+  already told to forget. Group commit (many messages per transaction, see
+  :meth:`EdgeQueue.append_many`) pays for the fsync once per group, which is what
+  keeps FULL fast. ``NORMAL`` stays configurable for benchmarks and for Pis on a
+  UPS, never as the default.
+
+``gw_seq`` is ``INTEGER PRIMARY KEY AUTOINCREMENT``: SQLite then never reuses a
+value, even after the newest items were deleted, so ``(gateway_id, gw_seq)``
+names one item for the gateway's lifetime.
+
+Device frames carry ``UNIQUE (device_id, seq)``; in addition the per-device
+``committed`` ranges (:mod:`edge_agent.contiguity`) remember sequences that were
+already forwarded and deleted, so a late redelivery is still counted as a
+duplicate rather than stored and sent again.
+
+One connection, guarded by a lock: the committer and the forwarder are the only
+users and each call is short.
+"""
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, cast
+
+from edge_agent.contiguity import DeviceSeqState
+from edge_agent.inbound import (
+    MAX_DEAD_LETTER_BYTES,
+    REASON_SEQ_CONFLICT,
+    GatewayObservation,
+    Inbound,
+    ReceivedAdvert,
+    ReceivedFrame,
+    Rejected,
+)
+
+ItemType = Literal["device_frame", "advert", "observation"]
+SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+DeadLetterSource = Literal["ingest", "cloud"]
+
+SCHEMA_VERSION: Final = 1
+BUSY_TIMEOUT_MS: Final = 5_000
+"""Another process (the CLI's ``queue stats``) may briefly hold the write lock."""
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS items (
+    gw_seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    type           TEXT    NOT NULL CHECK (type IN ('device_frame', 'advert', 'observation')),
+    payload        BLOB    NOT NULL,   -- exact bytes received (frame, advert payload) or JSON
+    received_at_ms INTEGER NOT NULL,   -- gateway clock, UTC, ms since 1970
+    topic          TEXT,               -- device_frame: the MQTT topic it arrived on
+    device_id      INTEGER,            -- device_frame only
+    seq            INTEGER,            -- device_frame only
+    company_id     INTEGER,            -- advert only
+    rssi_dbm       INTEGER,            -- advert only
+    UNIQUE (device_id, seq)            -- NULLs are distinct: adverts/observations never clash
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    source         TEXT    NOT NULL CHECK (source IN ('ingest', 'cloud')),
+    reason         TEXT    NOT NULL,   -- stable reason string
+    detail         TEXT    NOT NULL,
+    raw            BLOB    NOT NULL,   -- at most MAX_DEAD_LETTER_BYTES of what arrived
+    raw_len        INTEGER NOT NULL,   -- length of what arrived
+    topic          TEXT,
+    received_at_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id      INTEGER PRIMARY KEY,
+    first_seq      INTEGER NOT NULL,   -- first seq this edge saw; baseline = first_seq - 1
+    duplicates     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seq_ranges (
+    device_id      INTEGER NOT NULL,
+    covered        INTEGER NOT NULL CHECK (covered IN (0, 1)),  -- 0 committed, 1 committed+evicted
+    first_seq      INTEGER NOT NULL,
+    last_seq       INTEGER NOT NULL,
+    PRIMARY KEY (device_id, covered, first_seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    name           TEXT PRIMARY KEY,
+    value          INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+_SELECT_OLDEST: Final = (
+    "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm "
+    "FROM items ORDER BY gw_seq LIMIT ?"
+)
+_SELECT_ONE: Final = (
+    "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm "
+    "FROM items WHERE gw_seq = ?"
+)
+_SELECT_DEVICE: Final = (
+    "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm "
+    "FROM items WHERE device_id = ? ORDER BY seq"
+)
+
+
+class QueueError(Exception):
+    """The queue file cannot be used (wrong journal mode, newer schema)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedItem:
+    """One item waiting to be forwarded, as stored."""
+
+    gw_seq: int
+    type: ItemType
+    payload: bytes
+    received_at_ms: int
+    topic: str | None
+    device_id: int | None
+    seq: int | None
+    company_id: int | None
+    rssi_dbm: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One input that could not be queued (ingest) or that the cloud rejected (cloud)."""
+
+    id: int
+    source: DeadLetterSource
+    reason: str
+    detail: str
+    raw: bytes
+    raw_len: int
+    topic: str | None
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What one group commit did; ``acked_seqs`` covers every device seen in the group."""
+
+    stored: int
+    duplicates: int
+    dead_lettered: int
+    acked_seqs: dict[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counters for health reporting and tests."""
+
+    depth: int
+    dead_letters: int
+    duplicates: int
+
+
+class EdgeQueue:
+    """Durable queue of device frames, adverts and observations, with dead letters."""
+
+    def __init__(self, path: Path, *, synchronous: SqliteSynchronous = "FULL") -> None:
+        """Open (or create) the queue file and load per-device sequence state."""
+        self.path = path
+        self.synchronous = synchronous
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise QueueError(f"{path}: journal_mode is {mode!r}, WAL required")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise QueueError(f"{path}: schema {version} is newer than {SCHEMA_VERSION}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._devices = self._load_devices()
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection (a checkpoint folds the WAL back into the file)."""
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "EdgeQueue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load_devices(self) -> dict[int, DeviceSeqState]:
+        devices = {
+            int(device_id): DeviceSeqState(first_seq=int(first_seq), duplicates=int(dups))
+            for device_id, first_seq, dups in self._db.execute(
+                "SELECT device_id, first_seq, duplicates FROM devices"
+            )
+        }
+        for device_id, covered, first, last in self._db.execute(
+            "SELECT device_id, covered, first_seq, last_seq FROM seq_ranges "
+            "ORDER BY device_id, covered, first_seq"
+        ):
+            state = devices[int(device_id)]
+            ranges = state.covered if covered else state.committed
+            ranges.ranges.append((int(first), int(last)))
+        return devices
+
+    # --- ingest side -------------------------------------------------------------
+
+    def append_many(self, entries: Sequence[Inbound]) -> AppendResult:
+        """Commit a group of inbound entries in ONE transaction (group commit).
+
+        Device frames already committed are counted as duplicates and not stored
+        (a duplicate whose bytes differ from the queued frame is dead-lettered as
+        ``seq_conflict``); rejected entries go to the dead-letter table. When this
+        returns, everything in ``entries`` is on disk and may be acknowledged.
+        """
+        with self._lock:
+            touched: dict[int, DeviceSeqState] = {}
+            group_raw: dict[tuple[int, int], bytes] = {}
+            item_rows: list[tuple[object, ...]] = []
+            dead_rows: list[tuple[object, ...]] = []
+            duplicates = 0
+            for entry in entries:
+                if isinstance(entry, ReceivedFrame):
+                    state = touched.get(entry.device_id)
+                    if state is None:
+                        known = self._devices.get(entry.device_id)
+                        state = known.copy() if known else DeviceSeqState(first_seq=entry.seq)
+                        touched[entry.device_id] = state
+                    key = (entry.device_id, entry.seq)
+                    if state.is_duplicate(entry.seq):
+                        stored = group_raw.get(key)
+                        if stored is None:
+                            stored = self._stored_frame(*key)
+                        if stored is not None and stored != entry.raw:
+                            dead_rows.append(
+                                _dead_row(
+                                    "ingest",
+                                    Rejected(
+                                        REASON_SEQ_CONFLICT,
+                                        entry.raw,
+                                        entry.topic,
+                                        entry.received_at_ms,
+                                        f"{entry.device_id:08x}:{entry.seq} differs from queued",
+                                    ),
+                                )
+                            )
+                        else:
+                            state.duplicates += 1
+                            duplicates += 1
+                        continue
+                    state.commit_frame(entry.seq, entry.evicted)
+                    group_raw[key] = entry.raw
+                    item_rows.append(
+                        (
+                            "device_frame",
+                            entry.raw,
+                            entry.received_at_ms,
+                            entry.topic,
+                            entry.device_id,
+                            entry.seq,
+                            None,
+                            None,
+                        )
+                    )
+                elif isinstance(entry, ReceivedAdvert):
+                    item_rows.append(
+                        (
+                            "advert",
+                            entry.payload,
+                            entry.received_at_ms,
+                            None,
+                            None,
+                            None,
+                            entry.company_id,
+                            entry.rssi_dbm,
+                        )
+                    )
+                elif isinstance(entry, GatewayObservation):
+                    item_rows.append(
+                        (
+                            "observation",
+                            entry.body_json,
+                            entry.received_at_ms,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None,
+                        )
+                    )
+                else:
+                    dead_rows.append(_dead_row("ingest", entry))
+
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO items (type, payload, received_at_ms, topic, device_id, seq, "
+                    "company_id, rssi_dbm) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    item_rows,
+                )
+                self._insert_dead(dead_rows)
+                for device_id, state in touched.items():
+                    self._save_device(device_id, state)
+                self._bump("duplicates", duplicates)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._devices.update(touched)
+            return AppendResult(
+                stored=len(item_rows),
+                duplicates=duplicates,
+                dead_lettered=len(dead_rows),
+                acked_seqs={device_id: s.acked_seq for device_id, s in touched.items()},
+            )
+
+    def _stored_frame(self, device_id: int, seq: int) -> bytes | None:
+        row = self._db.execute(
+            "SELECT payload FROM items WHERE device_id = ? AND seq = ?", (device_id, seq)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _save_device(self, device_id: int, state: DeviceSeqState) -> None:
+        self._db.execute(
+            "INSERT INTO devices (device_id, first_seq, duplicates) VALUES (?, ?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET duplicates = excluded.duplicates",
+            (device_id, state.first_seq, state.duplicates),
+        )
+        self._db.execute("DELETE FROM seq_ranges WHERE device_id = ?", (device_id,))
+        self._db.executemany(
+            "INSERT INTO seq_ranges (device_id, covered, first_seq, last_seq) VALUES (?, ?, ?, ?)",
+            [(device_id, 0, a, b) for a, b in state.committed.ranges]
+            + [(device_id, 1, a, b) for a, b in state.covered.ranges],
+        )
+
+    def _insert_dead(self, rows: list[tuple[object, ...]]) -> None:
+        self._db.executemany(
+            "INSERT INTO dead_letters (source, reason, detail, raw, raw_len, topic, "
+            "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._bump("dead_lettered", len(rows))
+
+    def _bump(self, name: str, by: int) -> None:
+        if by:
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                (name, by),
+            )
+
+    # --- forwarder side ----------------------------------------------------------
+
+    def peek_batch(
+        self, max_items: int, *, max_payload_bytes: int | None = None
+    ) -> list[QueuedItem]:
+        """The oldest items, in gw_seq order, without removing them.
+
+        ``max_payload_bytes`` bounds the sum of payload sizes (at least one item is
+        always returned, so one large item can never wedge the queue).
+        """
+        with self._lock:
+            rows = self._db.execute(_SELECT_OLDEST, (max_items,)).fetchall()
+        items: list[QueuedItem] = []
+        total_bytes = 0
+        for row in rows:
+            total_bytes += len(row[2])
+            if items and max_payload_bytes is not None and total_bytes > max_payload_bytes:
+                break
+            items.append(_item(row))
+        return items
+
+    def delete(self, gw_seqs: Iterable[int], *, rejected: Mapping[int, str] | None = None) -> int:
+        """Remove items whose cloud result is final; returns how many were removed.
+
+        ``rejected`` maps gw_seq -> the cloud's reason: those items are copied to
+        the dead-letter table (source ``cloud``) in the same transaction, so a
+        technician can still see what the cloud refused and why.
+        """
+        seqs = sorted(set(gw_seqs) | set(rejected or {}))
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if rejected:
+                    dead: list[tuple[object, ...]] = []
+                    for gw_seq, reason in sorted(rejected.items()):
+                        row = self._db.execute(_SELECT_ONE, (gw_seq,)).fetchone()
+                        if row is None:
+                            continue
+                        item = _item(row)
+                        dead.append(
+                            _dead_row(
+                                "cloud",
+                                Rejected(
+                                    reason,
+                                    item.payload,
+                                    item.topic,
+                                    item.received_at_ms,
+                                    f"gw_seq {gw_seq} ({item.type}) rejected by the cloud",
+                                ),
+                            )
+                        )
+                    self._insert_dead(dead)
+                cursor = self._db.executemany(
+                    "DELETE FROM items WHERE gw_seq = ?", [(s,) for s in seqs]
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return cursor.rowcount
+
+    # --- inspection --------------------------------------------------------------
+
+    def depth(self) -> int:
+        """Number of items waiting to be forwarded."""
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+
+    def oldest_received_at_ms(self) -> int | None:
+        """Receive time of the oldest waiting item (None when empty)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT received_at_ms FROM items ORDER BY gw_seq LIMIT 1"
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def acked_seq(self, device_id: int) -> int | None:
+        """Highest contiguous committed seq of a device (None if never seen)."""
+        with self._lock:
+            state = self._devices.get(device_id)
+            return None if state is None else state.acked_seq
+
+    def device_duplicates(self, device_id: int) -> int:
+        """Duplicates recognised for one device since the queue was created."""
+        with self._lock:
+            state = self._devices.get(device_id)
+            return 0 if state is None else state.duplicates
+
+    def committed_ranges(self, device_id: int) -> list[tuple[int, int]]:
+        """Committed sequence ranges of a device (for status output and tests)."""
+        with self._lock:
+            state = self._devices.get(device_id)
+            return [] if state is None else list(state.committed.ranges)
+
+    def frames(self, device_id: int) -> list[QueuedItem]:
+        """Queued frames of one device in seq order (for status output and tests)."""
+        with self._lock:
+            rows = self._db.execute(
+                _SELECT_DEVICE,
+                (device_id,),
+            ).fetchall()
+        return [_item(row) for row in rows]
+
+    def dead_letters(self, *, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, source, reason, detail, raw, raw_len, topic, received_at_ms "
+                "FROM dead_letters ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            DeadLetter(
+                id=int(r[0]),
+                source=cast(DeadLetterSource, r[1]),
+                reason=str(r[2]),
+                detail=str(r[3]),
+                raw=bytes(r[4]),
+                raw_len=int(r[5]),
+                topic=None if r[6] is None else str(r[6]),
+                received_at_ms=int(r[7]),
+            )
+            for r in rows
+        ]
+
+    def stats(self) -> QueueStats:
+        """Depth, dead letters and duplicates in one consistent read."""
+        with self._lock:
+            depth = int(self._db.execute("SELECT count(*) FROM items").fetchone()[0])
+            counters = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        return QueueStats(
+            depth=depth,
+            dead_letters=int(counters.get("dead_lettered", 0)),
+            duplicates=int(counters.get("duplicates", 0)),
+        )
+
+
+def _item(row: Sequence[object]) -> QueuedItem:
+    gw_seq, type_, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm = row
+    return QueuedItem(
+        gw_seq=cast(int, gw_seq),
+        type=cast(ItemType, type_),
+        payload=bytes(cast(bytes, payload)),
+        received_at_ms=cast(int, received_at_ms),
+        topic=cast("str | None", topic),
+        device_id=cast("int | None", device_id),
+        seq=cast("int | None", seq),
+        company_id=cast("int | None", company_id),
+        rssi_dbm=cast("int | None", rssi_dbm),
+    )
+
+
+def _dead_row(source: DeadLetterSource, rejected: Rejected) -> tuple[object, ...]:
+    return (
+        source,
+        rejected.reason,
+        rejected.detail,
+        rejected.raw[:MAX_DEAD_LETTER_BYTES],
+        len(rejected.raw),
+        rejected.topic,
+        rejected.received_at_ms,
+    )
+
+
+def observation(body: Mapping[str, object], received_at_ms: int) -> GatewayObservation:
+    """Build a gateway observation entry from a JSON-able mapping (compact, sorted keys)."""
+    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return GatewayObservation(body_json=raw, received_at_ms=received_at_ms)
+
+
+__all__ = [
+    "AppendResult",
+    "DeadLetter",
+    "EdgeQueue",
+    "ItemType",
+    "QueueError",
+    "QueueStats",
+    "QueuedItem",
+    "SqliteSynchronous",
+    "observation",
+]

@@ -1,0 +1,86 @@
+"""Typed settings of the edge agent, read from ``PATROL_EDGE_*`` environment variables.
+
+One settings object per component (STYLE habit 8): values the agent cannot guess
+(cloud URL, gateway id, API key, queue file) are required; every other value has
+a default with its unit in the name. Tests build ``EdgeSettings(...)`` directly
+and pass it in; the CLI reads it once through the cached :func:`get_settings`.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from edge_agent.queue import SqliteSynchronous
+from patrol_protocol.limits import MAX_BATCH_BYTES, MAX_BATCH_ITEMS
+
+
+class EdgeSettings(BaseSettings):
+    """Everything the edge agent needs to run one site gateway."""
+
+    model_config = SettingsConfigDict(env_prefix="PATROL_EDGE_", extra="forbid", frozen=True)
+
+    # --- site broker -------------------------------------------------------------
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = Field(default=1883, ge=0, le=65535)
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_client_id: str = Field(
+        default="patrol-edge",
+        min_length=1,
+        max_length=23,
+        description="Fixed client id: the broker keeps the persistent session under it.",
+    )
+    mqtt_keepalive_s: int = Field(default=30, ge=5, le=3600)
+    mqtt_reconnect_min_delay_s: int = Field(default=1, ge=1)
+    mqtt_reconnect_max_delay_s: int = Field(default=30, ge=1)
+    embedded_broker: bool = Field(
+        default=False,
+        description="Start an in-process amqtt broker on mqtt_host:mqtt_port (demo only).",
+    )
+
+    # --- cloud -------------------------------------------------------------------
+    cloud_url: str = Field(description="Base URL of the cloud API, e.g. https://cloud.example")
+    gateway_id: str = Field(min_length=1, max_length=64)
+    gateway_api_key: SecretStr
+
+    # --- durable queue -----------------------------------------------------------
+    queue_path: Path
+    sqlite_synchronous: SqliteSynchronous = Field(
+        default="FULL",
+        description=(
+            "FULL: a commit is on disk before the MQTT PUBACK and the wearable ack are sent, "
+            "even across a power cut (WAL + NORMAL may lose the last commits on power loss)."
+        ),
+    )
+
+    # --- group commit (MQTT ingest) ----------------------------------------------
+    commit_max_messages: int = Field(default=500, ge=1, le=100_000)
+    commit_max_wait_ms: int = Field(default=20, ge=0, le=60_000)
+    ingest_buffer_messages: int = Field(
+        default=20_000,
+        ge=1,
+        description="Bounded hand-off between the MQTT callback and the committer.",
+    )
+
+    # --- forwarder ---------------------------------------------------------------
+    forward_batch_items: int = Field(default=200, ge=1, le=MAX_BATCH_ITEMS)
+    forward_batch_bytes: int = Field(default=MAX_BATCH_BYTES // 2, ge=1024, le=MAX_BATCH_BYTES)
+    forward_interval_ms: int = Field(default=500, ge=1)
+    forward_timeout_ms: int = Field(default=10_000, ge=100)
+    forward_backoff_min_ms: int = Field(default=500, ge=1)
+    forward_backoff_max_ms: int = Field(default=60_000, ge=1)
+
+    @field_validator("cloud_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("cloud_url must start with http:// or https://")
+        return value.rstrip("/")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> EdgeSettings:
+    """Read the settings once from the environment (tests construct EdgeSettings instead)."""
+    return EdgeSettings()  # type: ignore[call-arg]  # required values come from the env
