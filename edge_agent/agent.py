@@ -6,7 +6,7 @@ In-process use (the demo)::
                             queue_path=Path("/tmp/demo/edge.sqlite3"),
                             embedded_broker=True, mqtt_port=0)
     agent = EdgeAgent(settings)
-    agent.start()            # returns once the broker listens; agent.mqtt_port is the port
+    agent.start()            # embedded broker: returns once the agent is subscribed on it
     ...                      # wearables connect to 127.0.0.1:agent.mqtt_port
     agent.stop()
 
@@ -24,6 +24,8 @@ from edge_agent.queue import AppendResult, EdgeQueue, QueueStats
 from edge_agent.settings import EdgeSettings
 
 _log = logging.getLogger(__name__)
+
+_EMBEDDED_READY_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,16 @@ class EdgeAgent:
         self.forwarder.start()
         self.ingest = MqttIngest(settings, self.queue, on_committed=self._committed)
         self.ingest.start()
+        if self.broker is not None and not self.wait_ready(_EMBEDDED_READY_TIMEOUT_S):
+            raise RuntimeError("the agent did not subscribe on its embedded broker")
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until the agent is subscribed on the broker (False on timeout).
+
+        Frames published before the agent's first subscription are not queued for
+        it; the wearables resend them (no ack), but a demo would rather wait.
+        """
+        return self.ingest is not None and self.ingest.wait_ready(timeout_s)
 
     def _committed(self, result: AppendResult) -> None:
         if result.stored:

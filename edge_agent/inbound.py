@@ -3,8 +3,12 @@
 The MQTT callback turns a paho message into one of these frozen values at the
 boundary (STYLE habit 3: bytes in, frozen dataclass out); everything after it --
 the committer, the queue -- trusts them. The check is structural only: the edge
-is a relay, not a witness, so it never verifies MACs (it holds no device keys).
-It only refuses what no cloud could ever accept, with a stable reason.
+is a relay, not a witness, so it never verifies MACs (it holds no device keys)
+nor bodies. It refuses only what it cannot attribute to the device on whose
+topic it arrived (no parseable frame, wrong topic, another device's id), with a
+stable reason. A frame with a sound header but a bad body is relayed and counted
+as received: the cloud rejects it into its rejected-events record, and the
+wearable is not made to resend it forever.
 """
 
 from dataclasses import dataclass
@@ -26,9 +30,6 @@ REASON_TOPIC_MISMATCH: Final = "topic_mismatch"
 """The frame's device id differs from the device id in its topic (the broker's ACL
 ties a topic to one MQTT user, so the frame claims to be someone else)."""
 
-REASON_BAD_EVICTION: Final = "bad_eviction_range"
-"""An eviction frame whose range is empty or does not lie below its own seq: acking
-it would let a wearable free frames the edge never saw."""
 
 REASON_SEQ_CONFLICT: Final = "seq_conflict"
 """Same (device_id, seq) as a queued frame, different bytes (docs/protocol.md)."""
@@ -45,7 +46,11 @@ class ReceivedFrame:
     kind: int
     received_at_ms: int
     evicted: tuple[int, int] | None = None
-    """``(first_seq, last_seq)`` for an EVICTION frame, else None."""
+    """``(first_seq, last_seq)`` declared by an EVICTION frame, else None."""
+    eviction_ignored: str = ""
+    """Why an EVICTION frame's range does not count towards the ack (bad body, or a
+    range not below the frame's own seq: acking it would let the wearable free
+    frames the edge never saw). The frame itself is still queued and relayed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,18 +123,9 @@ def check_up_message(topic: str, payload: bytes, received_at_ms: int) -> Receive
             f"frame device {header.device_id:08x} on topic of {topic_device_id:08x}",
         )
     evicted: tuple[int, int] | None = None
+    eviction_ignored = ""
     if header.kind == Kind.EVICTION:
-        try:
-            body = decode_body(header.kind, frame.body)
-        except ProtocolError as exc:
-            return reject(exc.reason, str(exc))
-        assert isinstance(body, Eviction)
-        if not 1 <= body.first_seq <= body.last_seq < header.seq:
-            return reject(
-                REASON_BAD_EVICTION,
-                f"eviction {body.first_seq}..{body.last_seq} in frame seq {header.seq}",
-            )
-        evicted = (body.first_seq, body.last_seq)
+        evicted, eviction_ignored = _eviction_range(header.seq, frame.body)
     return ReceivedFrame(
         topic=topic,
         raw=payload,
@@ -138,4 +134,16 @@ def check_up_message(topic: str, payload: bytes, received_at_ms: int) -> Receive
         kind=header.kind,
         received_at_ms=received_at_ms,
         evicted=evicted,
+        eviction_ignored=eviction_ignored,
     )
+
+
+def _eviction_range(seq: int, body: bytes) -> tuple[tuple[int, int] | None, str]:
+    try:
+        eviction = decode_body(Kind.EVICTION, body)
+    except ProtocolError as exc:
+        return None, f"{exc.reason}: {exc}"
+    assert isinstance(eviction, Eviction)
+    if not eviction.last_seq < seq:
+        return None, f"range {eviction.first_seq}..{eviction.last_seq} not below seq {seq}"
+    return (eviction.first_seq, eviction.last_seq), ""

@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.inbound import Inbound, Rejected, check_up_message
+from edge_agent.inbound import Inbound, ReceivedFrame, Rejected, check_up_message
 from edge_agent.queue import AppendResult, EdgeQueue
 from edge_agent.settings import EdgeSettings
 from patrol_protocol.commands import Ack, encode_ack
@@ -101,6 +101,7 @@ class MqttIngest:
         self._conn_lock = threading.Lock()
         self._generation = 0
         self._connected = False
+        self._subscribed = threading.Event()
         self._broken = False  # logged a break, waiting to log the recovery
         self._stats_lock = threading.Lock()
         self._received = self._stored = self._duplicates = 0
@@ -126,6 +127,7 @@ class MqttIngest:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         return client
 
     # --- lifecycle ---------------------------------------------------------------
@@ -147,6 +149,10 @@ class MqttIngest:
             self._committer.join(timeout_s)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until the broker confirmed the subscription (False on timeout)."""
+        return self._subscribed.wait(timeout_s)
 
     @property
     def connected(self) -> bool:
@@ -199,6 +205,20 @@ class MqttIngest:
                 flags.session_present,
             )
 
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Any,
+    ) -> None:
+        if all(not code.is_failure for code in reason_codes):
+            _log.info("subscribed to %s at QoS 1", UP_SUBSCRIPTION)
+            self._subscribed.set()
+        else:
+            _log.error("broker refused the subscription to %s: %s", UP_SUBSCRIPTION, reason_codes)
+
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._log_break("cannot connect to the broker; retrying with backoff")
 
@@ -213,6 +233,7 @@ class MqttIngest:
         with self._conn_lock:
             self._generation += 1
             self._connected = False
+            self._subscribed.clear()
         if not self._stopping.is_set():
             self._log_break(f"MQTT connection lost ({reason_code}); reconnecting with backoff")
 
@@ -234,6 +255,13 @@ class MqttIngest:
         except Exception as exc:  # a bug in the check must not kill paho's thread
             _log.exception("checking a message on %r failed", topic)
             entry = Rejected(REASON_INTERNAL_ERROR, payload, topic, received_at_ms, repr(exc))
+        if isinstance(entry, ReceivedFrame) and entry.eviction_ignored:
+            _log.warning(
+                "eviction frame %08x:%d relayed, its range ignored: %s",
+                entry.device_id,
+                entry.seq,
+                entry.eviction_ignored,
+            )
         delivery = _Delivery(entry, message.mid, message.qos, self._generation)
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("buffered mid=%d qos=%d %s", message.mid, message.qos, _describe(entry))

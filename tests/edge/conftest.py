@@ -1,0 +1,43 @@
+"""Fixtures of the edge-agent tests: agent settings on the private Mosquitto, wearables."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from edgetest import Wearable
+
+from edge_agent.settings import EdgeSettings
+from patrol_protocol.ids import parse_device_id
+
+
+@pytest.fixture
+def edge_settings(tmp_path: Path, mqtt_broker) -> EdgeSettings:  # type: ignore[no-untyped-def]
+    """Settings for an agent on the private Mosquitto, with its own client id and queue file."""
+    return EdgeSettings(
+        mqtt_host=mqtt_broker.host,
+        mqtt_port=mqtt_broker.port,
+        mqtt_username=mqtt_broker.gateway_user,
+        mqtt_password=mqtt_broker.credentials[mqtt_broker.gateway_user],
+        mqtt_client_id=f"edge-{uuid.uuid4().hex[:12]}",
+        cloud_url="http://127.0.0.1:9",  # discard port: nothing listens; forwarding not under test
+        gateway_id="gw-test",
+        gateway_api_key="not-used-here",
+        queue_path=tmp_path / "edge-queue.sqlite3",
+    )
+
+
+@pytest.fixture
+def wearables(mqtt_broker) -> Iterator[dict[int, Wearable]]:  # type: ignore[no-untyped-def]
+    """Every device user of the private broker, logged in with its own password."""
+    clients = {
+        parse_device_id(user): Wearable(
+            mqtt_broker.host, mqtt_broker.port, user, mqtt_broker.credentials[user]
+        )
+        for user in mqtt_broker.device_users[:3]
+    }
+    yield clients
+    for client in clients.values():
+        client.close()

@@ -1,0 +1,107 @@
+"""Helpers of the edge-agent tests: signed frames and a wearable's MQTT client.
+
+Frames are built with the one codec (patrol_protocol.frames.encode_frame) and
+signed with a fixed test key; the edge never verifies MACs, but the frames are the
+real thing so the forwarder tests can hand them to the real cloud.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from patrol_protocol.commands import Ack, decode_ack
+from patrol_protocol.frames import Eviction, Heartbeat, Kind, encode_body, encode_frame
+from patrol_protocol.ids import parse_device_id
+from patrol_protocol.topics import ack_topic, up_topic
+
+DEVICE_KEY = bytes(range(32))
+"""Test key of every simulated wearable (32 bytes, HMAC-SHA256)."""
+FRAME_TIME_S = 1_795_580_000
+"""2026-11-25T03:33:20Z, a fixed device time for reproducible frames."""
+ACK_WAIT_S = 10.0
+
+
+def heartbeat_frame(device_id: int, seq: int, *, battery_pct: int = 80) -> bytes:
+    """A signed HEARTBEAT frame (the commonest event)."""
+    body = encode_body(Heartbeat(battery_pct=battery_pct, battery_mv=3900, status=0, queue_depth=0))
+    return encode_frame(
+        kind=Kind.HEARTBEAT,
+        key_id=1,
+        flags=0,
+        device_id=device_id,
+        seq=seq,
+        time_s=FRAME_TIME_S + seq,
+        time_ms=0,
+        body=body,
+        key=DEVICE_KEY,
+    )
+
+
+def eviction_frame(device_id: int, seq: int, first_seq: int, last_seq: int) -> bytes:
+    """A signed EVICTION frame declaring first_seq..last_seq dropped (reason 1, flash full)."""
+    body = encode_body(Eviction(first_seq=first_seq, last_seq=last_seq, reason=1))
+    return encode_frame(
+        kind=Kind.EVICTION,
+        key_id=1,
+        flags=0,
+        device_id=device_id,
+        seq=seq,
+        time_s=FRAME_TIME_S + seq,
+        time_ms=0,
+        body=body,
+        key=DEVICE_KEY,
+    )
+
+
+class Wearable:
+    """A device's MQTT login (its own user): publishes frames, collects acks on its ack topic."""
+
+    def __init__(self, host: str, port: int, username: str, password: str) -> None:
+        self.device_id = parse_device_id(username)
+        self.acks: queue.Queue[Ack] = queue.Queue()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"wearable-{username}-{uuid.uuid4().hex[:6]}"
+        )
+        self.client.username_pw_set(username, password)
+        self.client.on_message = lambda c, u, m: self.acks.put(decode_ack(m.payload))
+        self.client.on_subscribe = lambda *args: self._subscribed.set()
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.client.subscribe(ack_topic(self.device_id), qos=1)
+        assert self._subscribed.wait(5), "SUBACK not received"
+
+    def publish(self, payload: bytes, *, topic: str | None = None) -> None:
+        """Publish at QoS 1 and wait for the broker's PUBACK."""
+        info = self.client.publish(topic or up_topic(self.device_id), payload, qos=1)
+        info.wait_for_publish(5)
+        assert info.is_published()
+
+    def wait_ack(self, acked_seq: int, timeout_s: float = ACK_WAIT_S) -> list[Ack]:
+        """Collect acks until one carries ``acked_seq``; return all seen (fails on timeout)."""
+        seen: list[Ack] = []
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                pytest.fail(
+                    f"no ack {acked_seq} for {self.device_id:08x} within {timeout_s}s: {seen}"
+                )
+            try:
+                ack = self.acks.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            seen.append(ack)
+            if ack.acked_seq == acked_seq:
+                return seen
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
