@@ -24,10 +24,15 @@ STARTED_PIDS=()
 STARTED_LOGS=()
 
 # start_service NAME LOGFILE COMMAND...: run COMMAND in the background, record it.
+# setsid puts the service in its own session, so a Ctrl-C in the terminal
+# reaches pytest and this script but not the services: they are stopped in
+# order by stop_services instead of dying mid-test. (A background child of a
+# non-interactive shell is no process-group leader, so setsid execs in place
+# and $! is the service's own PID.)
 start_service() {
     local name="$1" logfile="$2"
     shift 2
-    "$@" >>"$logfile" 2>&1 &
+    setsid "$@" >>"$logfile" 2>&1 </dev/null &
     STARTED_NAMES+=("$name")
     STARTED_PIDS+=("$!")
     STARTED_LOGS+=("$logfile")
@@ -88,7 +93,10 @@ start_mosquitto() {
     chmod 600 "${dir}/passwd"
     for user in "${users[@]}"; do
         password="$(random_hex 24)"
-        mosquitto_passwd -b "${dir}/passwd" "$user" "$password"
+        # setsid: mosquitto_passwd 2.0.11 can deadlock in its own SIGINT
+        # handler, which would hang a Ctrl-C'd run; keep it out of the
+        # terminal's reach (it runs for milliseconds).
+        setsid -w mosquitto_passwd -b "${dir}/passwd" "$user" "$password" </dev/null
         json_users+=("\"${user}\": \"${password}\"")
     done
     local credentials="${dir}/credentials.json"
