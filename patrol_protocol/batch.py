@@ -94,7 +94,9 @@ def _b64_limit(max_bytes: int) -> int:
 def decode_b64_item(item: DeviceFrameItem | AdvertItem) -> bytes:
     """The exact bytes inside an item; MalformedError for bad base64, OversizedError beyond limits.
 
-    Strict standard base64 with padding (RFC 4648 section 4); whitespace is refused.
+    Strict canonical base64 with padding (RFC 4648 section 4): whitespace, missing or
+    excess padding and non-zero trailing bits are refused, so one byte string has
+    exactly one accepted text.
     """
     if isinstance(item, DeviceFrameItem):
         field, text, limit = "frame_b64", item.frame_b64, MAX_FRAME_BYTES
@@ -106,7 +108,8 @@ def decode_b64_item(item: DeviceFrameItem | AdvertItem) -> bytes:
         raw = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as exc:
         raise MalformedError(f"{field} is not valid base64: {exc}") from None
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise MalformedError(f"{field} is not valid base64: not the canonical encoding")
     if len(raw) > limit:
         raise OversizedError(f"{field} decodes to {len(raw)} bytes, limit {limit}")
     return raw
-
