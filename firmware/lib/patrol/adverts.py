@@ -17,7 +17,7 @@ Payloads (big-endian, MAC last)::
 import struct
 
 from patrol.compat import const
-from patrol.errors import MalformedError, SignatureError, TruncatedError, UnknownKindError, VersionError
+from patrol.errors import MalformedError, OversizedError, SignatureError, TruncatedError, UnknownKindError, VersionError
 from patrol.hmac256 import constant_time_equal, hmac_sha256
 from patrol.limits import ADV_MAC_BYTES, MAX_ADV_BYTES, MAX_ADV_PAYLOAD_BYTES, PROTOCOL_VERSION
 
@@ -32,6 +32,7 @@ _FLAGS_LE_GENERAL_NO_BREDR = const(0x06)
 _BEACON_FMT = ">BBBIIb"  # 12 bytes before the MAC
 _EQUIPMENT_FMT = ">BBBIBBI"  # 13 bytes before the MAC
 _PRESENCE_FMT = ">BBBIIB"  # 12 bytes before the MAC
+_EQUIPMENT_FLAGS_MASK = const(0x07)  # bit0 on charger, bit1 moving, bit2 low battery
 _BEACON_BYTES = const(20)
 _EQUIPMENT_BYTES = const(21)
 _PRESENCE_BYTES = const(20)
@@ -128,7 +129,7 @@ def decode_advert_payload(payload):
     """Parse a manufacturer payload into an Advert (structure only, no MAC check)."""
     size = len(payload)
     if size > MAX_ADV_PAYLOAD_BYTES:
-        raise MalformedError("payload too long")
+        raise OversizedError("payload too long")
     if size == 0:
         raise TruncatedError("empty payload")
     if payload[0] != PROTOCOL_VERSION:
@@ -156,6 +157,8 @@ def decode_advert_payload(payload):
         _, _, key_id, tag_id, battery_pct, flags, counter = struct.unpack_from(_EQUIPMENT_FMT, payload)
         if battery_pct > 100:
             raise MalformedError("battery_pct out of range")
+        if flags & ~_EQUIPMENT_FLAGS_MASK:
+            raise MalformedError("reserved equipment flag set")
         return Advert(kind, key_id, tag_id, counter, None, battery_pct, flags, mac)
     _, _, key_id, device_id, step, battery_pct = struct.unpack_from(_PRESENCE_FMT, payload)
     if battery_pct > 100:

@@ -47,8 +47,6 @@ _LAST_EVENT_KIND = const(0x07)
 # Command kinds (0x90..0x9f) and the ack
 SET_TIME = const(0x90)
 SET_CONFIG = const(0x91)
-_FIRST_COMMAND_KIND = const(0x90)
-_LAST_COMMAND_KIND = const(0x9F)
 ACK_KIND = const(0x81)
 
 FLAG_CLOCK_UNSYNCED = const(0x01)
@@ -186,7 +184,11 @@ class Command:
 
 
 def decode_command(raw):
-    """Parse a command frame's structure; same check order as patrol_protocol."""
+    """Parse a command frame's structure and body (not its MAC).
+
+    Same check order as patrol_protocol.commands.decode_command, so both sides
+    reject the same bytes with the same reason string.
+    """
     raw = bytes(raw)
     size = len(raw)
     if size > MAX_FRAME_BYTES:
@@ -200,10 +202,12 @@ def decode_command(raw):
     _, kind, key_id, flags, device_id, cmd_seq, issued_s, valid_for_s, body_len = struct.unpack_from(
         _HEADER_FMT, raw
     )
-    if not _FIRST_COMMAND_KIND <= kind <= _LAST_COMMAND_KIND:
+    if kind != SET_TIME and kind != SET_CONFIG:
         raise UnknownKindError("not a command kind")
     if flags != 0:
         raise MalformedError("command flags must be zero")
+    if cmd_seq == 0:
+        raise MalformedError("cmd_seq starts at 1")
     if body_len > MAX_BODY_BYTES:
         raise OversizedError("body_len too large")
     expected = FRAME_HEADER_BYTES + body_len + FRAME_MAC_BYTES
@@ -211,17 +215,12 @@ def decode_command(raw):
         raise TruncatedError("short frame")
     if size > expected:
         raise MalformedError("trailing bytes")
-    return Command(
-        kind,
-        key_id,
-        device_id,
-        cmd_seq,
-        issued_s,
-        valid_for_s,
-        raw[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + body_len],
-        raw[-FRAME_MAC_BYTES:],
-        raw,
-    )
+    body = raw[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + body_len]
+    if kind == SET_TIME:
+        decode_set_time(body)
+    else:
+        decode_set_config(body)
+    return Command(kind, key_id, device_id, cmd_seq, issued_s, valid_for_s, body, raw[-FRAME_MAC_BYTES:], raw)
 
 
 def verify_command(command, key):
@@ -252,26 +251,32 @@ _CONFIG_FORMATS = {
 def decode_set_config(body):
     """SET_CONFIG body: entries ``u8 key, u8 len, value`` -> list of (key, int value).
 
-    Unknown keys raise UnknownKindError (the wearable answers "unsupported");
-    a wrong length or a truncated entry raises MalformedError.
+    Empty bodies, unknown keys, wrong lengths, values running past the body and
+    repeated keys are all MalformedError (as in patrol_protocol).
     """
+    if not body:
+        raise MalformedError("SET_CONFIG needs an entry")
     entries = []
+    seen = []
     offset = 0
-    while offset < len(body):
-        if offset + 2 > len(body):
-            raise MalformedError("truncated config entry")
+    size = len(body)
+    while offset < size:
+        if offset + 2 > size:
+            raise MalformedError("config entry lacks its len byte")
         key = body[offset]
         length = body[offset + 1]
-        offset += 2
-        if offset + length > len(body):
-            raise MalformedError("truncated config value")
         fmt = _CONFIG_FORMATS.get(key)
         if fmt is None:
-            raise UnknownKindError("unknown config key")
+            raise MalformedError("unknown config key")
         if struct.calcsize(fmt) != length:
             raise MalformedError("bad config value length")
-        entries.append((key, struct.unpack_from(fmt, body, offset)[0]))
-        offset += length
+        if offset + 2 + length > size:
+            raise MalformedError("config value runs past the body")
+        if key in seen:
+            raise MalformedError("config key repeated")
+        seen.append(key)
+        entries.append((key, struct.unpack_from(fmt, body, offset + 2)[0]))
+        offset += 2 + length
     return entries
 
 
@@ -298,10 +303,10 @@ def decode_ack(raw):
         raise VersionError("bad version")
     if len(raw) < ACK_FRAME_BYTES:
         raise TruncatedError("short ack")
-    if raw[1] != ACK_KIND:
-        raise UnknownKindError("not an ack")
     if len(raw) > ACK_FRAME_BYTES:
         raise MalformedError("trailing bytes")
+    if raw[1] != ACK_KIND:
+        raise UnknownKindError("not an ack")
     _, _, reserved, device_id, acked_seq = struct.unpack(">BBHII", raw)
     if reserved != 0:
         raise MalformedError("reserved must be zero")

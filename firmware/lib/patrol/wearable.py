@@ -471,7 +471,7 @@ class Wearable:
                 return
         try:
             for topic, payload in mqtt.poll():
-                self._on_message(topic, payload)
+                self.handle_message(topic, payload)
             self._pump()
         except MQTTError:
             self._on_disconnect()
@@ -522,7 +522,8 @@ class Wearable:
                     continue
                 mqtt.publish(self.topic_up, frame, 1)
 
-    def _on_message(self, topic, payload):
+    def handle_message(self, topic, payload):
+        """Handle one inbound MQTT message (ack or command); public so tests can inject."""
         if topic == self.topic_ack:
             try:
                 device_id, acked_seq = decode_ack(payload)
@@ -571,18 +572,15 @@ class Wearable:
         return RESULT_APPLIED
 
     def _apply(self, command):
-        try:
-            if command.kind == SET_TIME:
-                time_s, time_ms = decode_set_time(command.body)
-                self.hal.clock.set_time(time_s, time_ms)
-                self.clock_synced = True
-                return RESULT_APPLIED
-            if command.kind == SET_CONFIG:
-                entries = decode_set_config(command.body)
-                for key, value in entries:
-                    self._apply_config(key, value)
-                    self._overrides[str(key)] = value
-                return RESULT_APPLIED
-        except ProtocolError:
-            pass
+        # decode_command already validated the body; only known kinds get here.
+        if command.kind == SET_TIME:
+            time_s, time_ms = decode_set_time(command.body)
+            self.hal.clock.set_time(time_s, time_ms)
+            self.clock_synced = True
+            return RESULT_APPLIED
+        if command.kind == SET_CONFIG:
+            for key, value in decode_set_config(command.body):
+                self._apply_config(key, value)
+                self._overrides[str(key)] = value
+            return RESULT_APPLIED
         return RESULT_UNSUPPORTED
