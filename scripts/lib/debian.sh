@@ -39,11 +39,13 @@ ensure_debian_packages() {
 
     if [[ -z "$APT_UPDATED" ]]; then
         log "apt-get update (once, before installing)"
-        apt-get update -q >&2
+        apt-get update -q -o DPkg::Lock::Timeout=300 >&2
         APT_UPDATED=1
     fi
     log "installing Debian packages: ${missing[*]}"
+    # Lock::Timeout: wait for another apt run (e.g. a parallel test run) instead of failing.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        -o DPkg::Lock::Timeout=300 \
         "${missing[@]}" >&2
 }
 

@@ -71,6 +71,9 @@ ensure_postgres_running() {
         local version
         version="$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -n | tail -n 1)"
         [[ -n "$version" ]] || die "postgresql is installed but no server version found under /usr/lib/postgresql"
+        if [[ -d "/etc/postgresql/${version}/main" ]]; then
+            die "PostgreSQL cluster ${version} main exists but not on port ${PG_PORT} (pg_lsclusters shows its port): set PATROL_TEST_PG_PORT to it"
+        fi
         log "postgresql: creating cluster ${version} main on port ${PG_PORT}"
         pg_createcluster "$version" main -p "$PG_PORT" >&2
         cluster="${version} main"

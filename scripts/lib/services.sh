@@ -46,7 +46,8 @@ wait_ready() {
     local pid="${STARTED_PIDS[-1]}"
     if ! "${PROBE[@]}" "$@" "$pid" "$SERVICE_START_TIMEOUT_S"; then
         log_tail "$name" "$logfile"
-        die "${name} did not start (log above; command and config under ${RUN_DIR})"
+        KEEP_RUN_DIR=1
+        die "${name} did not start (log above; its config and log are kept in ${RUN_DIR})"
     fi
 }
 
@@ -167,7 +168,7 @@ EOF
 # start_influxdb: exports PATROL_TEST_INFLUX_URL and PATROL_TEST_INFLUX_DB.
 start_influxdb() {
     local dir="${RUN_DIR}/influxdb"
-    local ports http_port rpc_port
+    local http_port rpc_port
     mkdir -p "$dir"
     read -r http_port rpc_port <<<"$("${PROBE[@]}" free-ports 2)"
 

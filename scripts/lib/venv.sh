@@ -25,7 +25,13 @@ ensure_venv() {
     local root="$1"
     local venv="${root}/.venv"
     local stamp_file="${venv}/.patrol-install-stamp"
-    local python
+    local python lock_fd
+
+    # Several runs may start at once (people in parallel worktrees, or one
+    # person with two terminals): one creates and installs, the others wait.
+    # The lock file lives outside the work tree, named after the venv's path.
+    exec {lock_fd}>"${TMPDIR:-/tmp}/patrol-venv-$(printf '%s' "$venv" | sha256sum | cut -c1-16).lock"
+    flock "$lock_fd"
 
     if ! [[ -x "${venv}/bin/python" ]] || ! python_is_recent "${venv}/bin/python"; then
         if ! python="$(find_python)" || ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
@@ -51,4 +57,6 @@ ensure_venv() {
     else
         log "reusing .venv (dependencies unchanged since the last install)"
     fi
+    flock --unlock "$lock_fd"
+    exec {lock_fd}>&-
 }
