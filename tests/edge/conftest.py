@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from edgetest import Wearable
+from edgetest import Wearable, forget_session
 
+from edge_agent.mqtt_ingest import MqttIngest
+from edge_agent.queue import EdgeQueue
 from edge_agent.settings import EdgeSettings
 from patrol_protocol.ids import parse_device_id
 
@@ -41,3 +43,22 @@ def wearables(mqtt_broker) -> Iterator[dict[int, Wearable]]:  # type: ignore[no-
     yield clients
     for client in clients.values():
         client.close()
+
+
+@pytest.fixture
+def ingest(edge_settings, mqtt_broker) -> Iterator[tuple[MqttIngest, EdgeQueue]]:  # type: ignore[no-untyped-def]
+    """A running MqttIngest on the private Mosquitto, subscribed, with its queue."""
+    queue = EdgeQueue(edge_settings.queue_path)
+    ingest = MqttIngest(edge_settings, queue)
+    ingest.start()
+    assert ingest.wait_ready(10), "the agent did not subscribe"
+    yield ingest, queue
+    ingest.stop()
+    queue.close()
+    forget_session(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        mqtt_broker.gateway_user,
+        mqtt_broker.credentials[mqtt_broker.gateway_user],
+        edge_settings.mqtt_client_id,
+    )

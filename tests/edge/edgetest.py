@@ -105,3 +105,23 @@ class Wearable:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def forget_session(host: str, port: int, username: str, password: str, client_id: str) -> None:
+    """Connect once with clean_session=True under ``client_id``: the broker drops its
+    persistent session, so a finished test leaves no subscriber queueing messages."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    client.username_pw_set(username, password)
+    client.connect(host, port)
+    client.loop_start()
+    client.disconnect()
+    client.loop_stop()
+
+
+def wait_until(predicate, timeout_s: float = ACK_WAIT_S, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+    """Poll ``predicate`` until true (fails the test after ``timeout_s``)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.01)
