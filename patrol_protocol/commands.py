@@ -103,6 +103,7 @@ class CommandFrame:
     raw: bytes
 
     def __post_init__(self) -> None:
+        check_uint("kind", self.kind, 8)
         if self.kind not in _COMMAND_KINDS:
             raise UnknownKindError(f"kind=0x{self.kind:02x} is not a command kind")
         check_uint("key_id", self.key_id, 8)
@@ -110,6 +111,15 @@ class CommandFrame:
         check_uint("cmd_seq", self.cmd_seq, 32, minimum=1)
         check_uint("issued_s", self.issued_s, 32)
         check_uint("valid_for_s", self.valid_for_s, 16)
+        if len(self.body) > MAX_BODY_BYTES:
+            raise OversizedError(f"body is {len(self.body)} bytes, limit {MAX_BODY_BYTES}")
+        check_bytes("mac", self.mac, FRAME_MAC_BYTES)
+        if (
+            len(self.raw) != FRAME_HEADER_BYTES + len(self.body) + FRAME_MAC_BYTES
+            or self.raw[FRAME_HEADER_BYTES:-FRAME_MAC_BYTES] != self.body
+            or self.raw[-FRAME_MAC_BYTES:] != self.mac
+        ):
+            raise MalformedError("raw must be the 20-byte header + body + mac")
 
     @property
     def signed_part(self) -> bytes:
@@ -286,8 +296,8 @@ def verify_command(cmd: CommandFrame, key: bytes) -> None:
         )
 
 
-def _check_fixed(what: str, raw: bytes, size: int) -> None:
-    """Shared order for fixed-size frames: oversized, empty, version, short, long."""
+def _check_fixed_start(what: str, raw: bytes, size: int) -> None:
+    """First checks of fixed-size frames: oversized, empty, version, short."""
     if len(raw) > MAX_FRAME_BYTES:
         raise OversizedError(f"{what} is {len(raw)} bytes, limit {MAX_FRAME_BYTES}")
     if not raw:
@@ -296,6 +306,10 @@ def _check_fixed(what: str, raw: bytes, size: int) -> None:
         raise VersionError(f"version={raw[0]}, expected {PROTOCOL_VERSION}")
     if len(raw) < size:
         raise TruncatedError(f"{what} needs {size} bytes, got {len(raw)}")
+
+
+def _check_no_trailing(what: str, raw: bytes, size: int) -> None:
+    """Last structural check of fixed-size frames, after the header fields."""
     if len(raw) > size:
         raise MalformedError(f"{what} has {len(raw) - size} trailing bytes")
 
@@ -320,13 +334,15 @@ def encode_ack(ack: Ack) -> bytes:
 def decode_ack(raw: bytes) -> Ack:
     """Parse an ack frame (exactly 12 bytes, reserved field zero)."""
     raw = bytes(raw)
-    _check_fixed("ack", raw, _ACK.size)
-    _, kind, reserved, device_id, acked_seq = _ACK.unpack(raw)
+    _check_fixed_start("ack", raw, _ACK.size)
+    _, kind, reserved, device_id, acked_seq = _ACK.unpack_from(raw)
     if kind != ACK_KIND:
         raise UnknownKindError(f"kind=0x{kind:02x} is not the ack kind 0x{ACK_KIND:02x}")
     if reserved != 0:
         raise MalformedError(f"reserved=0x{reserved:04x}, must be 0")
-    return Ack(device_id, acked_seq)
+    ack = Ack(device_id, acked_seq)
+    _check_no_trailing("ack", raw, _ACK.size)
+    return ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,6 +365,8 @@ def encode_status(s: Status) -> bytes:
 def decode_status(raw: bytes) -> Status:
     """Parse a status frame (exactly 6 bytes, state 0 or 1)."""
     raw = bytes(raw)
-    _check_fixed("status", raw, _STATUS.size)
-    _, state, device_id = _STATUS.unpack(raw)
-    return Status(device_id=device_id, state=state)
+    _check_fixed_start("status", raw, _STATUS.size)
+    _, state, device_id = _STATUS.unpack_from(raw)
+    status = Status(device_id=device_id, state=state)
+    _check_no_trailing("status", raw, _STATUS.size)
+    return status

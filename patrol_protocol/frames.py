@@ -132,6 +132,7 @@ class FrameHeader:
     def __post_init__(self) -> None:
         if self.version != PROTOCOL_VERSION:
             raise VersionError(f"version={self.version}, expected {PROTOCOL_VERSION}")
+        check_uint("kind", self.kind, 8)
         if self.kind not in _KINDS:
             raise UnknownKindError(f"kind=0x{self.kind:02x} is not an event kind")
         check_uint("key_id", self.key_id, 8)
@@ -159,6 +160,17 @@ class EventFrame:
     body: bytes
     mac: bytes
     raw: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.body) > MAX_BODY_BYTES:
+            raise OversizedError(f"body is {len(self.body)} bytes, limit {MAX_BODY_BYTES}")
+        check_bytes("mac", self.mac, FRAME_MAC_BYTES)
+        if (
+            len(self.raw) != FRAME_HEADER_BYTES + len(self.body) + FRAME_MAC_BYTES
+            or self.raw[FRAME_HEADER_BYTES:-FRAME_MAC_BYTES] != self.body
+            or self.raw[-FRAME_MAC_BYTES:] != self.mac
+        ):
+            raise MalformedError("raw must be the 20-byte header + body + mac")
 
     @property
     def signed_part(self) -> bytes:

@@ -22,6 +22,7 @@ from patrol_protocol.frames import (
     Boot,
     CmdResult,
     EquipmentNear,
+    EventFrame,
     Eviction,
     FrameHeader,
     Heartbeat,
@@ -309,3 +310,32 @@ def test_bodies_are_frozen():
     body = Sos(1)
     with pytest.raises(AttributeError):
         body.trigger = 2  # type: ignore[misc]
+
+
+def test_event_frame_parts_must_agree_with_raw():
+    frame = decode_frame(bytes.fromhex(FRAMES[0]["frame_hex"]))
+    with pytest.raises(MalformedError, match="raw must be"):
+        EventFrame(header=frame.header, body=frame.body[:-1], mac=frame.mac, raw=frame.raw)
+    with pytest.raises(MalformedError, match="mac must be 16 bytes"):
+        EventFrame(header=frame.header, body=frame.body, mac=frame.mac[:8], raw=frame.raw)
+    assert EventFrame(frame.header, frame.body, frame.mac, frame.raw) == frame
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (bytes([2]) * 300, "oversized"),  # size limit before version
+        (bytes([2, 1]), "bad_version"),  # version before header length
+        (bytes([1, 1]), "truncated"),
+        (bytes([1, 0x08, 0, 0x02]) + bytes(16), "unknown_kind"),  # kind before flags
+        (bytes([1, 0x04, 0, 0x02]) + bytes(16), "malformed"),  # flags (and seq 0)
+        # header fields before body_len: seq 0 with a body_len of 0xffff
+        (bytes([1, 0x04, 0, 0]) + bytes(12) + b"\x00\x00\xff\xff", "malformed"),
+        # body_len limit before total length
+        (bytes([1, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]) + bytes(6) + b"\x00\xc1", "oversized"),
+    ],
+)
+def test_documented_check_order(raw, reason):
+    with pytest.raises(ProtocolError) as err:
+        decode_frame(raw)
+    assert err.value.reason == reason
