@@ -204,7 +204,7 @@ class SimPn532:
             return len(buf)
         if buf == NACK_FRAME:  # host asks for the last response again
             if self._last_response is not None:
-                self._queue(self._last_response)
+                self._queue(self._maybe_corrupt(self._last_response))
             return len(buf)
         try:
             kind, tfi, payload = decode_frame(buf)
@@ -222,11 +222,15 @@ class SimPn532:
             return len(buf)
         frame = ERROR_FRAME if response is None else encode_frame(TFI_PN532, response)
         self._last_response = frame
-        if self.corrupt_responses:
-            self.corrupt_responses -= 1
-            frame = frame[:-2] + bytes(((frame[-2] + 1) & 0xFF,)) + frame[-1:]
-        self._queue(frame)
+        self._queue(self._maybe_corrupt(frame))
         return len(buf)
+
+    def _maybe_corrupt(self, frame):
+        # Line noise: the DCS arrives wrong; a NACK makes the PN532 send it again.
+        if not self.corrupt_responses:
+            return frame
+        self.corrupt_responses -= 1
+        return frame[:-2] + bytes(((frame[-2] + 1) & 0xFF,)) + frame[-1:]
 
     def _queue(self, frame):
         if not self._out:
