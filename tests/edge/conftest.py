@@ -16,9 +16,13 @@ from patrol_protocol.ids import parse_device_id
 
 
 @pytest.fixture
-def edge_settings(tmp_path: Path, mqtt_broker) -> EdgeSettings:  # type: ignore[no-untyped-def]
-    """Settings for an agent on the private Mosquitto, with its own client id and queue file."""
-    return EdgeSettings(
+def edge_settings(tmp_path: Path, mqtt_broker) -> Iterator[EdgeSettings]:  # type: ignore[no-untyped-def]
+    """Settings for an agent on the private Mosquitto, with its own client id and queue file.
+
+    Afterwards the agent's persistent session is dropped, so no finished test leaves a
+    subscriber behind for which the broker keeps queueing.
+    """
+    settings = EdgeSettings(
         mqtt_host=mqtt_broker.host,
         mqtt_port=mqtt_broker.port,
         mqtt_username=mqtt_broker.gateway_user,
@@ -28,6 +32,14 @@ def edge_settings(tmp_path: Path, mqtt_broker) -> EdgeSettings:  # type: ignore[
         gateway_id="gw-test",
         gateway_api_key="not-used-here",
         queue_path=tmp_path / "edge-queue.sqlite3",
+    )
+    yield settings
+    forget_session(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        mqtt_broker.gateway_user,
+        mqtt_broker.credentials[mqtt_broker.gateway_user],
+        settings.mqtt_client_id,
     )
 
 
@@ -46,7 +58,7 @@ def wearables(mqtt_broker) -> Iterator[dict[int, Wearable]]:  # type: ignore[no-
 
 
 @pytest.fixture
-def ingest(edge_settings, mqtt_broker) -> Iterator[tuple[MqttIngest, EdgeQueue]]:  # type: ignore[no-untyped-def]
+def ingest(edge_settings) -> Iterator[tuple[MqttIngest, EdgeQueue]]:  # type: ignore[no-untyped-def]
     """A running MqttIngest on the private Mosquitto, subscribed, with its queue."""
     queue = EdgeQueue(edge_settings.queue_path)
     ingest = MqttIngest(edge_settings, queue)
@@ -55,10 +67,3 @@ def ingest(edge_settings, mqtt_broker) -> Iterator[tuple[MqttIngest, EdgeQueue]]
     yield ingest, queue
     ingest.stop()
     queue.close()
-    forget_session(
-        mqtt_broker.host,
-        mqtt_broker.port,
-        mqtt_broker.gateway_user,
-        mqtt_broker.credentials[mqtt_broker.gateway_user],
-        edge_settings.mqtt_client_id,
-    )
