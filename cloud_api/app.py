@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,6 +26,7 @@ from cloud_api.db import init_db, make_engine, make_sessionmaker
 from cloud_api.models import utcnow
 from cloud_api.settings import Settings, get_settings
 from cloud_api.verify import VerifyPolicy
+from patrol_protocol.batch import IngestBatch
 
 API_PREFIX = "/api/v1"
 
@@ -53,6 +56,24 @@ async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse
         f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
     )
     return _problem(422, detail)
+
+
+def _openapi_with_ingest_batch(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """OpenAPI that also describes the hand-read ingest body (``IngestBatch`` and its items)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+            )
+            batch = IngestBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(batch.pop("$defs", {}))
+            components["IngestBatch"] = batch
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    return openapi
 
 
 def create_app(
@@ -95,4 +116,5 @@ def create_app(
     app.include_router(health.router)
     app.include_router(ingest.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
+    app.openapi = _openapi_with_ingest_batch(app)  # type: ignore[method-assign]
     return app

@@ -172,6 +172,11 @@ def test_healthz(world: World) -> None:
     assert (response.status_code, response.json()) == (200, {"status": "ok", "database": "ok"})
 
 
-def test_openapi_lists_the_routes(world: World) -> None:
-    paths = world.client.get("/openapi.json").json()["paths"]
-    assert set(paths) == {"/healthz", "/api/v1/ingest", "/api/v1/events"}
+def test_openapi_lists_the_routes_and_the_batch_body(world: World) -> None:
+    spec = world.client.get("/openapi.json").json()
+    assert set(spec["paths"]) == {"/healthz", "/api/v1/ingest", "/api/v1/events"}
+    body = spec["paths"]["/api/v1/ingest"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/IngestBatch"}
+    schemas = spec["components"]["schemas"]
+    assert {"IngestBatch", "DeviceFrameItem", "AdvertItem", "ObservationItem"} <= set(schemas)
+    assert "$defs" not in schemas["IngestBatch"]

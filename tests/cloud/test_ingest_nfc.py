@@ -10,6 +10,7 @@ from cloudtest import (
     AN12196_SDMMAC,
     AN12196_UID,
     NTAG21X_UID,
+    T0,
     TAG2_FILE_KEY,
     TAG2_META_KEY,
     TAG2_UID,
@@ -122,6 +123,12 @@ def test_ntag21x_is_accepted_with_low_assurance(world: World) -> None:
         world.checkpoint_ids["plain"],
         None,
     )
+
+
+def test_ntag21x_can_be_tapped_again(world: World) -> None:
+    body = NfcScan(tag_type=TAG_NTAG21X, uid=NTAG21X_UID)
+    items = [frame_item(seq, make_frame(body, seq=seq, time_s=T0 + seq)) for seq in (1, 2)]
+    assert [r["status"] for r in world.results(*items)] == ["accepted", "accepted"]
 
 
 def test_ntag424_read_without_sun_is_refused(world: World) -> None:

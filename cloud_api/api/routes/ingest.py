@@ -64,6 +64,15 @@ def _ingest(ctx: AppContext, gateway: Gateway, batch: ParsedBatch) -> IngestResp
 @router.post(
     "/ingest",
     response_model=IngestResponse,
+    # The body is read by hand (size limit before parsing); document it all the same.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/IngestBatch"}}
+            },
+        }
+    },
     responses={
         401: {"description": "missing, unknown or revoked gateway API key"},
         403: {"description": "the batch names a different gateway"},
