@@ -56,6 +56,7 @@ FLAG_TOPIC_MISMATCH = "topic_mismatch"
 FLAG_COUNTER_JUMP = "sun_counter_jump"
 FLAG_COUNTER_OUT_OF_ORDER = "sun_counter_out_of_order"
 FLAG_LOW_ASSURANCE_TAG = "low_assurance_tag"
+FLAG_FOREIGN_SITE = "foreign_site"  # the wearable is registered to another site than the gateway
 
 
 class Rejected(Exception):
@@ -79,6 +80,7 @@ class KeyRef:
 
     device_pk: int
     key: bytes
+    site_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,7 @@ class FrameContext:
     received_at: datetime
     gateway_clock_synced: bool
     server_now: datetime
+    gateway_site_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,7 @@ class AuthenticatedFrame:
 
     frame: EventFrame
     device_pk: int
+    site_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,8 @@ class VerifiedAdvert:
 
 
 def _jsonable(value: object) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return fields_of(value)  # nested values, e.g. a heartbeat's equipment items
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, tuple | list):
@@ -194,7 +200,7 @@ def authenticate_frame(raw: bytes, *, keys: KeyLookup) -> AuthenticatedFrame:
         verify_frame(frame, ref.key)
     except SignatureError as exc:
         raise Rejected.from_protocol(exc, key=key) from exc
-    return AuthenticatedFrame(frame=frame, device_pk=ref.device_pk)
+    return AuthenticatedFrame(frame=frame, device_pk=ref.device_pk, site_id=ref.site_id)
 
 
 def device_time_of(frame: EventFrame) -> datetime:
@@ -252,6 +258,8 @@ def verify_frame_body(
     else:
         if topic_device_id != frame.header.device_id:
             flags.append(FLAG_TOPIC_MISMATCH)
+    if None not in (auth.site_id, ctx.gateway_site_id) and auth.site_id != ctx.gateway_site_id:
+        flags.append(FLAG_FOREIGN_SITE)
     common: dict[str, Any] = {
         "frame": frame,
         "device_pk": auth.device_pk,
