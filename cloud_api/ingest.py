@@ -220,7 +220,7 @@ class DbKeyLookup:
         cache_key = (kind, device_id, key_id)
         if cache_key not in self._device_keys:
             row = self._session.execute(
-                select(DeviceKey.device_pk, DeviceKey.key_enc)
+                select(DeviceKey.device_pk, DeviceKey.key_enc, Device.site_id)
                 .join(Device, Device.id == DeviceKey.device_pk)
                 .where(
                     Device.kind == kind.value,
@@ -237,6 +237,7 @@ class DbKeyLookup:
                     key=self._box.decrypt(
                         row.key_enc, context=device_key_context(kind, device_id, key_id)
                     ),
+                    site_id=row.site_id,
                 )
             )
         return self._device_keys[cache_key]
@@ -415,6 +416,7 @@ class _BatchIngest:
             received_at=item.received_at,
             gateway_clock_synced=self.batch.clock_synced,
             server_now=self.now,
+            gateway_site_id=self.gateway.site_id,
         )
         verified = verify_frame_body(auth, keys=self.keys, ctx=ctx, policy=self.policy)
         event_id = _insert_ignore(self.session, Event.__table__, self._event_row(verified, item))  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import pytest
 from cloudtest import (
     DEVICE,
     DEVICE_KEY,
+    OTHER_GATEWAY_ID,
     RECEIVED_AT,
     SERVER_NOW,
     T0,
@@ -156,6 +157,14 @@ def test_frame_relayed_from_another_device_topic_is_flagged(world: World) -> Non
     item = frame_item(1, SOS_1, topic="patrol/v1/dev/0000a002/up")
     assert world.results(item)[0]["status"] == "accepted"
     assert [e.flags for e in world.events()] == [["topic_mismatch"]]
+
+
+def test_wearable_of_another_site_is_flagged(world: World) -> None:
+    response = world.ingest(
+        make_batch(frame_item(1, SOS_1), gateway_id=OTHER_GATEWAY_ID), api_key=world.other_api_key
+    )
+    assert response.json()["results"][0]["status"] == "accepted"
+    assert [e.flags for e in world.events()] == [["foreign_site"]]
 
 
 def test_device_time_and_receipt_are_stored_as_utc(world: World) -> None:
