@@ -25,6 +25,7 @@ from patrol.pn532 import (
 )
 
 _ENODEV = 19
+_MAX_WRITTEN_LOG = 32  # frames kept in SimPn532.written
 _FIRMWARE = (0x32, 0x01, 0x06, 0x07)  # IC PN532, firmware 1.6, supports ISO-A/B and ISO 18092
 
 _SW_OK = b"\x90\x00"
@@ -165,7 +166,7 @@ class SimPn532:
         self._active = False
         self._out = []
         self._last_response = None
-        self.written = []  # every frame the host wrote, for tests
+        self.written = []  # the last frames the host wrote (bounded), for tests
         self.busy_polls = 0  # status polls answered "busy" before each frame is ready
         self._busy_left = 0
         self.corrupt_responses = 0  # next N responses get a wrong DCS
@@ -198,6 +199,8 @@ class SimPn532:
         if address != self.address:
             raise OSError(_ENODEV)
         buf = bytes(buf)
+        if len(self.written) >= _MAX_WRITTEN_LOG:
+            self.written.pop(0)
         self.written.append(buf)
         if buf == ACK_FRAME:  # host aborts the current command
             self._out = []

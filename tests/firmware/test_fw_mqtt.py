@@ -1,0 +1,88 @@
+"""The wearable talks to the real Mosquitto of the test run: MicroPython and CPython.
+
+A test-side gateway (paho-mqtt, gateway account) receives the frames, verifies them
+with patrol_protocol, acks them and sends a signed SET_TIME; the wearable frees its
+queue, applies the command and answers with CMD_RESULT. Killing the connection
+without DISCONNECT makes the broker publish the retained "offline" last will.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from patrol_protocol.commands import DeviceState, Status, encode_status
+from patrol_protocol.frames import Boot, CmdResult, Kind, NfcScan, decode_body
+
+from . import upy
+from .gateway import SET_TIME_S, Gateway
+
+pytestmark = [pytest.mark.mosquitto, pytest.mark.micropython]
+RUN_TIMEOUT_S = 15
+
+
+def _exercise(broker: object, device: str, command: list[str], env: dict[str, str]) -> None:
+    gateway = Gateway(
+        broker.host, broker.port, broker.gateway_user,  # type: ignore[attr-defined]
+        broker.credentials[broker.gateway_user], device,  # type: ignore[attr-defined]
+    )
+    try:
+        result = subprocess.run(
+            command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 30, env=env, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        final = json.loads(result.stdout.strip().splitlines()[-1])
+        frames = sorted(gateway.frames, key=lambda f: f.header.seq)
+        bodies = [(f.header.seq, f.header.kind, decode_body(f.header.kind, f.body)) for f in frames]
+        # BOOT first; the tap and the command's answer race, so their order may vary.
+        assert bodies[0] == (1, Kind.BOOT, Boot(0, 1, 0, 0))
+        assert [seq for seq, _, _ in bodies] == [1, 2, 3]
+        later = {kind: body for _, kind, body in bodies[1:]}
+        assert later == {
+            Kind.NFC_SCAN: NfcScan(
+                1, bytes.fromhex("04de5f1eacc040"),
+                bytes.fromhex("ef963ff7828658a599f3041510671e88"), bytes.fromhex("94eed9ee65337086"),
+            ),
+            Kind.CMD_RESULT: CmdResult(1, 0),
+        }
+        assert final["depth"] == 0
+        assert final["acked_seq"] == final["last_seq"] == 3
+        assert final["clock_synced"] is True
+        assert SET_TIME_S <= final["time_s"] < SET_TIME_S + RUN_TIMEOUT_S
+        device_id = int(device, 16)
+        online = encode_status(Status(device_id=device_id, state=DeviceState.ONLINE))
+        offline = encode_status(Status(device_id=device_id, state=DeviceState.OFFLINE))
+        statuses = gateway.wait_for_status(offline)
+        assert statuses[-1] == (offline, False)
+        assert online in [payload for payload, _ in statuses]
+    finally:
+        gateway.close()
+
+
+def test_micropython_wearable_against_mosquitto(
+    micropython: Path, mqtt_broker: object, tmp_path: Path
+) -> None:
+    device = mqtt_broker.device_users[0]  # type: ignore[attr-defined]
+    password = mqtt_broker.credentials[device]  # type: ignore[attr-defined]
+    command = [
+        str(micropython), str(upy.SCRIPTS / "wearable_mqtt.py"), str(tmp_path / "flash"),
+        mqtt_broker.host, str(mqtt_broker.port), device, password, str(RUN_TIMEOUT_S),  # type: ignore[attr-defined]
+    ]
+    _exercise(mqtt_broker, device, command, dict(os.environ, MICROPYPATH=str(upy.FIRMWARE_LIB)))
+
+
+def test_cpython_wearable_against_mosquitto(mqtt_broker: object, tmp_path: Path) -> None:
+    """The demo runs the same firmware modules under CPython 3.11 (firmware/lib on sys.path)."""
+    device = mqtt_broker.device_users[1]  # type: ignore[attr-defined]
+    password = mqtt_broker.credentials[device]  # type: ignore[attr-defined]
+    command = [
+        sys.executable, str(upy.SCRIPTS / "wearable_mqtt.py"), str(tmp_path / "flash"),
+        mqtt_broker.host, str(mqtt_broker.port), device, password, str(RUN_TIMEOUT_S),  # type: ignore[attr-defined]
+    ]
+    env = dict(os.environ, PYTHONPATH=str(upy.FIRMWARE_LIB))
+    _exercise(mqtt_broker, device, command, env)
