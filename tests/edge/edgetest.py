@@ -8,14 +8,18 @@ real thing so the forwarder tests can hand them to the real cloud.
 from __future__ import annotations
 
 import queue
+import socket
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.broker import mosquitto_conf
 from patrol_protocol.commands import Ack, decode_ack
 from patrol_protocol.frames import Eviction, Heartbeat, Kind, encode_body, encode_frame
 from patrol_protocol.ids import parse_device_id
@@ -125,3 +129,72 @@ def wait_until(predicate, timeout_s: float = ACK_WAIT_S, what: str = "condition"
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
         time.sleep(0.01)
+
+
+class SiteMosquitto:
+    """A private Mosquitto run with the configuration edge_agent.broker.mosquitto_conf()
+    renders for a site (plus ``user root``), its own password file and the ACL of
+    docs/protocol.md. Restartable on the same port, persistence directory kept."""
+
+    GATEWAY = "gw-site"
+
+    def __init__(self, directory: Path, users: dict[str, str]) -> None:
+        import shutil
+
+        self.dir = directory
+        self.users = users
+        self.mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.port = free_port()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "data").mkdir(exist_ok=True)
+        passwd = directory / "passwd"
+        passwd.write_text("")
+        passwd.chmod(0o600)
+        for user, password in users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True)
+        acl = directory / "acl"
+        acl.write_text(
+            f"user {self.GATEWAY}\ntopic readwrite patrol/v1/#\n\n"
+            "pattern write patrol/v1/dev/%u/up\npattern write patrol/v1/dev/%u/status\n"
+            "pattern read patrol/v1/dev/%u/ack\npattern read patrol/v1/dev/%u/cmd\n"
+        )
+        self.conf = directory / "mosquitto.conf"
+        self.conf.write_text(
+            mosquitto_conf(
+                port=self.port,
+                password_file=passwd,
+                acl_file=acl,
+                persistence_dir=directory / "data",
+                devices=max(len(users) - 1, 1),
+                bind_address="127.0.0.1",
+            )
+            + "user root\n"  # a private test broker stays root (no 'mosquitto' user needed)
+        )
+        self.log = directory / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("a") as log_file:
+            self.proc = subprocess.Popen(
+                [self.mosquitto, "-c", str(self.conf)], stdout=log_file, stderr=log_file
+            )
+
+        def listening() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_until(listening, what="the site Mosquitto to listen")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: Mosquitto saves its persistence file
+            self.proc.wait(10)
+        self.proc = None
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -3,14 +3,12 @@ embedded amqtt broker carrying a whole agent round trip."""
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from edgetest import Wearable, wait_until
+from edgetest import SiteMosquitto, Wearable
 
 from edge_agent.broker import (
     DEFAULT_MAX_INFLIGHT_MESSAGES,
@@ -104,54 +102,18 @@ def test_mosquitto_conf_refuses_nonsense(bad):
         mosquitto_conf(**args)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_real_mosquitto_runs_the_rendered_config(tmp_path):
-    """Mosquitto exits on any unknown or misplaced option: it must accept ours."""
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    passwd = tmp_path / "passwd"
-    passwd.write_text("")
-    passwd.chmod(0o600)
-    subprocess.run(["mosquitto_passwd", "-b", str(passwd), "0000a001", "pw-a001"], check=True)
-    acl = tmp_path / "acl"
-    acl.write_text("pattern write patrol/v1/dev/%u/up\npattern read patrol/v1/dev/%u/ack\n")
-    (tmp_path / "data").mkdir()
-    port = _free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(
-        mosquitto_conf(
-            port=port,
-            password_file=passwd,
-            acl_file=acl,
-            persistence_dir=tmp_path / "data",
-            devices=3,
-            bind_address="127.0.0.1",
-        )
-        + "user root\n"  # a private test broker stays root (no 'mosquitto' user needed)
-    )
-    log = tmp_path / "mosquitto.log"
-    with log.open("w") as log_file:
-        proc = subprocess.Popen([mosquitto, "-c", str(conf)], stderr=log_file, stdout=log_file)
+    """Mosquitto exits on any unknown or misplaced option: it must accept ours, and
+    persist to disk on a clean shutdown (persistence true)."""
+    site = SiteMosquitto(tmp_path / "site", {"0000a001": "pw-a001", SiteMosquitto.GATEWAY: "gw"})
+    site.start()
     try:
-
-        def listening() -> bool:
-            assert proc.poll() is None, log.read_text()
-            with socket.socket() as sock:
-                return sock.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_until(listening, what="the generated-config Mosquitto to listen")
-        wearable = Wearable("127.0.0.1", port, "0000a001", "pw-a001")
+        wearable = Wearable("127.0.0.1", site.port, "0000a001", "pw-a001")
         wearable.publish(b"\x01")
         wearable.close()
     finally:
-        proc.terminate()
-        proc.wait(10)
-    # persistence true: a clean shutdown writes the database
-    assert (tmp_path / "data" / "mosquitto.db").exists()
+        site.stop()
+    assert (tmp_path / "site" / "data" / "mosquitto.db").exists()
 
 
 def test_embedded_broker_starts_on_a_free_port_and_stops():
