@@ -174,7 +174,14 @@ def test_healthz(world: World) -> None:
 
 def test_openapi_lists_the_routes_and_the_batch_body(world: World) -> None:
     spec = world.client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/healthz", "/api/v1/ingest", "/api/v1/events"}
+    assert set(spec["paths"]) == {
+        "/healthz",
+        "/api/v1/ingest",
+        "/api/v1/events",
+        "/api/v1/sites",
+        "/api/v1/gateways",
+        "/api/v1/wearables",
+    }
     body = spec["paths"]["/api/v1/ingest"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/IngestBatch"}
     schemas = spec["components"]["schemas"]
