@@ -19,8 +19,11 @@ cfg = WearableConfig(
     device_id=0x0000A001, key=bytes(range(32)), key_id=1, mqtt_host="127.0.0.1", mqtt_port=int(sys.argv[2]),
     heartbeat_interval_s=30, reconnect_min_ms=50, reconnect_max_ms=200, connect_timeout_ms=200,
 )
+gc.collect()
+code_bytes = gc.mem_alloc()  # modules (bytecode, qstrs) and the script itself
 w = Wearable(hal, cfg)
 beacon_key = bytes(16)
+alloc_at = {}
 uri = encode_uri_message("https://patrol.example/t?e=EF963FF7828658A599F3041510671E88&c=94EED9EE65337086")
 min_free = gc.mem_free()
 for i in range(STEPS):
@@ -42,9 +45,13 @@ for i in range(STEPS):
     free = gc.mem_free()
     if free < min_free:
         min_free = free
+    if i + 1 in (100, 1000):
+        gc.collect()
+        alloc_at[i + 1] = gc.mem_alloc() - code_bytes
 gc.collect()
 print(json.dumps({
     "key": "loop", "steps": STEPS, "last_seq": w.last_seq, "depth": w.queue_depth(),
     "acked_seq": w.acked_seq, "min_free": min_free, "free_after_collect": gc.mem_free(),
     "stats": w.stats, "heap_total": gc.mem_free() + gc.mem_alloc(),
+    "code_bytes": code_bytes, "state_after_100": alloc_at[100], "state_after_1000": alloc_at[1000],
 }))
