@@ -37,6 +37,7 @@ from patrol_protocol.frames import (
     BleVisit,
     Body,
     EventFrame,
+    Kind,
     NfcScan,
     decode_body,
     decode_frame,
@@ -216,7 +217,8 @@ def _clock_flags(
 
     A wearable buffers for days, so device time long before receipt is normal. A
     device time after the server's own clock by more than ``max_future_skew_s``
-    cannot be an honest event (or the clock is broken): ``clock_skew``.
+    cannot be an honest event (or the clock is broken): ``clock_skew``. An SOS is
+    never refused for its clock: it is accepted with the ``clock_skew`` flag.
     """
     flags: list[str] = []
     tolerance = timedelta(seconds=policy.clock_skew_tolerance_s)
@@ -228,6 +230,9 @@ def _clock_flags(
         flags.append(FLAG_DEVICE_CLOCK_UNSYNCED)
         return flags
     if device_time > ctx.server_now + timedelta(seconds=policy.max_future_skew_s):
+        if frame.header.kind == Kind.SOS:
+            flags.append(FLAG_CLOCK_SKEW)
+            return flags
         raise Rejected(
             "clock_skew",
             f"device time {device_time.isoformat()} is ahead of server time "

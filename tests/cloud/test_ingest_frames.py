@@ -133,8 +133,15 @@ def test_one_bad_item_does_not_stop_the_others(world: World) -> None:
 
 def test_device_time_from_the_future_is_rejected_as_clock_skew(world: World) -> None:
     future = int((SERVER_NOW + timedelta(hours=2)).timestamp())
-    raw = make_frame(Sos(trigger=1), seq=1, time_s=future)
+    raw = make_frame(Boot(fw_major=1, fw_minor=0, fw_patch=0, reset_cause=0), seq=1, time_s=future)
     assert world.results(frame_item(1, raw))[0]["reason"] == "clock_skew"
+
+
+def test_sos_from_the_future_is_accepted_and_flagged(world: World) -> None:
+    future = int((SERVER_NOW + timedelta(hours=2)).timestamp())
+    raw = make_frame(Sos(trigger=1), seq=1, time_s=future)
+    assert world.results(frame_item(1, raw))[0]["status"] == "accepted"
+    assert [e.flags for e in world.events()] == [["clock_skew"]]
 
 
 def test_doubtful_clocks_are_flagged_not_rejected(world: World) -> None:
