@@ -71,6 +71,10 @@ log = logging.getLogger(__name__)
 MAX_REJECTED_BODY_BYTES = 65_536
 """A malformed request body is kept up to this size: enough to diagnose, bounded storage."""
 
+MAX_STORED_GW_SEQ = 2**63 - 1
+"""gw_seq is a u64 on the wire, but SQL BIGINT is signed: larger values are refused per item."""
+_MAX_WIRE_GW_SEQ = 2**64 - 1
+
 _ITEM_ADAPTER: TypeAdapter[Any] = TypeAdapter(BatchItem)
 
 
@@ -137,7 +141,11 @@ def parse_batch(body: bytes) -> ParsedBatch:
                 items.append(_ITEM_ADAPTER.validate_python(raw_item))
             except PydanticValidationError as exc:
                 gw_seq = raw_item.get("gw_seq")
-                if not isinstance(gw_seq, int) or isinstance(gw_seq, bool) or gw_seq < 0:
+                if (
+                    not isinstance(gw_seq, int)
+                    or isinstance(gw_seq, bool)
+                    or not 0 <= gw_seq <= _MAX_WIRE_GW_SEQ
+                ):
                     raise BatchRejected(
                         f"an item without a usable gw_seq: {_errors_text(strict_error)}"
                     ) from exc
@@ -351,6 +359,8 @@ class _BatchIngest:
         try:
             if isinstance(item, MalformedItem):
                 raise Rejected("malformed", item.detail)
+            if item.gw_seq > MAX_STORED_GW_SEQ:
+                raise Rejected("malformed", f"gw_seq {item.gw_seq} exceeds {MAX_STORED_GW_SEQ}")
             if isinstance(item, DeviceFrameItem):
                 return self._device_frame(item)
             if isinstance(item, AdvertItem):
@@ -381,7 +391,7 @@ class _BatchIngest:
             reason=rej.reason,
             detail=rej.detail,
             raw=raw,
-            gw_seq=item.gw_seq,
+            gw_seq=item.gw_seq if item.gw_seq <= MAX_STORED_GW_SEQ else None,
             key=rej.key,
             received_at=received_at,
         )

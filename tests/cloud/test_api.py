@@ -115,6 +115,15 @@ def test_a_malformed_item_is_rejected_alone(world: World) -> None:
     assert "received_at" in row[2]
 
 
+def test_gw_seq_beyond_signed_64_bits_is_rejected_alone(world: World) -> None:
+    results = world.results(frame_item(2**63, SOS_1), frame_item(2**63 - 1, SOS_1))
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("rejected", "malformed"),
+        ("accepted", None),
+    ]
+    assert world.scalar("SELECT gw_seq FROM rejected_events") is None
+
+
 def test_item_without_gw_seq_fails_the_batch(world: World) -> None:
     item = frame_item(1, SOS_1)
     del item["gw_seq"]
