@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,6 +77,8 @@ MAX_STORED_GW_SEQ = 2**63 - 1
 _MAX_WIRE_GW_SEQ = 2**64 - 1
 
 _ITEM_ADAPTER: TypeAdapter[Any] = TypeAdapter(BatchItem)
+_OBSERVATION_KIND = re.compile(r"[a-z0-9_.-]{1,50}")
+"""An observation's ``kind`` is indexed as given when it looks like a name, else "unknown"."""
 
 
 class BatchRejected(Exception):
@@ -525,7 +528,9 @@ class _BatchIngest:
         row = {
             "gateway_pk": self.gateway.id,
             "gw_seq": item.gw_seq,
-            "kind": kind if isinstance(kind, str) else "unknown",
+            "kind": kind
+            if isinstance(kind, str) and _OBSERVATION_KIND.fullmatch(kind)
+            else "unknown",
             "observation": item.observation,
             "received_at": item.received_at,
             "gateway_clock_synced": self.batch.clock_synced,

@@ -165,3 +165,13 @@ def test_gateway_observation_is_stored_once(world: World) -> None:
         ("rejected", "gw:gw-test-1:19", "seq_conflict"),
     ]
     assert world.rows("SELECT kind FROM gateway_observations")[0][0] == "evicted"
+
+
+def test_observation_with_an_odd_kind_is_kept_under_unknown(world: World) -> None:
+    odd = {"kind": "x" * 51 + "\u0000"}
+    assert (
+        world.results(observation_item(1, odd), observation_item(2, {"kind": 7}))[1]["status"]
+        == "accepted"
+    )
+    kinds = world.rows("SELECT kind FROM gateway_observations ORDER BY gw_seq")
+    assert [r[0] for r in kinds] == ["unknown", "unknown"]
