@@ -233,7 +233,13 @@ class Forwarder:
         backoff_ms = s.forward_backoff_min_ms
         while not self._stop.is_set():
             self._wake.clear()
-            outcome = self.forward_once()
+            try:
+                outcome = self.forward_once()
+            except Exception as exc:  # the thread's outer loop: e.g. the queue file failing
+                if not self._failing:
+                    self._failing = True
+                    _log.exception("forwarding failed unexpectedly; retrying with backoff")
+                outcome = ForwardOutcome(sent=0, deleted=0, rejected=0, error=repr(exc))
             if outcome.error is not None:
                 delay_s = _jittered(backoff_ms) / 1000
                 if outcome.retry_after_s is not None:

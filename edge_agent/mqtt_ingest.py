@@ -22,7 +22,6 @@ Flow of one message (DESIGN "Delivery guarantees")::
 
 import logging
 import queue as stdlib_queue
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -313,7 +312,9 @@ class MqttIngest:
         while True:
             try:
                 result = self._queue.append_many([d.entry for d in group])
-            except sqlite3.Error:
+            except Exception:  # the committer's outer loop: disk full, I/O error, or a bug
+                # Nothing of the group is acknowledged, so nothing is lost: the broker
+                # keeps the messages until a commit succeeds (or redelivers after a restart).
                 if not failing:
                     failing = True
                     _log.exception("committing %d messages failed; retrying", len(group))
