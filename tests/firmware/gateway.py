@@ -63,8 +63,13 @@ class Gateway:
         if not self._command_sent:
             self._command_sent = True
             command = encode_command(
-                kind=CommandKind.SET_TIME, key_id=1, device_id=int(self.device, 16), cmd_seq=1,
-                issued_s=SET_TIME_S, valid_for_s=300, body=encode_set_time(SET_TIME_S, 0),
+                kind=CommandKind.SET_TIME,
+                key_id=1,
+                device_id=int(self.device, 16),
+                cmd_seq=1,
+                issued_s=SET_TIME_S,
+                valid_for_s=300,
+                body=encode_set_time(SET_TIME_S, 0),
                 key=DEVICE_KEY,
             )
             client.publish(f"patrol/v1/dev/{self.device}/cmd", command, qos=1)

@@ -31,11 +31,18 @@ def compile_firmware(mpy_cross: Path, out: Path) -> int:
     """Compile every firmware .py into ``out`` (same tree); return the total .mpy bytes."""
     total = 0
     for source in SOURCES:
-        relative = source.relative_to(FIRMWARE / "lib") if source.is_relative_to(FIRMWARE / "lib") else source.relative_to(FIRMWARE)
+        relative = (
+            source.relative_to(FIRMWARE / "lib")
+            if source.is_relative_to(FIRMWARE / "lib")
+            else source.relative_to(FIRMWARE)
+        )
         target = (out / relative).with_suffix(".mpy")
         target.parent.mkdir(parents=True, exist_ok=True)
         result = subprocess.run(
-            [str(mpy_cross), "-o", str(target), str(source)], capture_output=True, text=True, check=False
+            [str(mpy_cross), "-o", str(target), str(source)],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert result.returncode == 0, f"{source}: {result.stderr}"
         total += target.stat().st_size
@@ -44,7 +51,12 @@ def compile_firmware(mpy_cross: Path, out: Path) -> int:
 
 def test_all_firmware_compiles_with_mpy_cross(mpy_cross: Path, tmp_path: Path) -> None:
     names = {str(p.relative_to(FIRMWARE)) for p in SOURCES}
-    assert {"main.py", "lib/patrol/wearable.py", "lib/patrol/hal/esp32.py", "lib/patrol/hal/sim.py"} <= names
+    assert {
+        "main.py",
+        "lib/patrol/wearable.py",
+        "lib/patrol/hal/esp32.py",
+        "lib/patrol/hal/sim.py",
+    } <= names
     total = compile_firmware(mpy_cross, tmp_path / "mpy")
     print(f"compiled {len(SOURCES)} modules, total .mpy {total} bytes")
     assert total < MAX_MPY_TOTAL_BYTES
@@ -71,8 +83,19 @@ def test_wearable_loop_1000_steps_in_small_heap(
     script = upy.SCRIPTS / "wearable_loop.py"
     subprocess.run([str(mpy_cross), "-o", str(lib / "wearable_loop.mpy"), str(script)], check=True)
     result = subprocess.run(
-        [str(micropython), "-X", f"heapsize={LOOP_HEAPSIZE}", "-m", "wearable_loop", str(tmp_path / "flash"), "9"],
-        capture_output=True, text=True, timeout=upy.RUN_TIMEOUT_S, check=False,
+        [
+            str(micropython),
+            "-X",
+            f"heapsize={LOOP_HEAPSIZE}",
+            "-m",
+            "wearable_loop",
+            str(tmp_path / "flash"),
+            "9",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=upy.RUN_TIMEOUT_S,
+        check=False,
         env={"MICROPYPATH": str(lib), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

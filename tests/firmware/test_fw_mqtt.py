@@ -28,12 +28,20 @@ RUN_TIMEOUT_S = 15
 
 def _exercise(broker: object, device: str, command: list[str], env: dict[str, str]) -> None:
     gateway = Gateway(
-        broker.host, broker.port, broker.gateway_user,  # type: ignore[attr-defined]
-        broker.credentials[broker.gateway_user], device,  # type: ignore[attr-defined]
+        broker.host,
+        broker.port,
+        broker.gateway_user,  # type: ignore[attr-defined]
+        broker.credentials[broker.gateway_user],
+        device,  # type: ignore[attr-defined]
     )
     try:
         result = subprocess.run(
-            command, capture_output=True, text=True, timeout=RUN_TIMEOUT_S + 30, env=env, check=False
+            command,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S + 30,
+            env=env,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         final = json.loads(result.stdout.strip().splitlines()[-1])
@@ -45,8 +53,10 @@ def _exercise(broker: object, device: str, command: list[str], env: dict[str, st
         later = {kind: body for _, kind, body in bodies[1:]}
         assert later == {
             Kind.NFC_SCAN: NfcScan(
-                1, bytes.fromhex("04de5f1eacc040"),
-                bytes.fromhex("ef963ff7828658a599f3041510671e88"), bytes.fromhex("94eed9ee65337086"),
+                1,
+                bytes.fromhex("04de5f1eacc040"),
+                bytes.fromhex("ef963ff7828658a599f3041510671e88"),
+                bytes.fromhex("94eed9ee65337086"),
             ),
             Kind.CMD_RESULT: CmdResult(1, 0),
         }
@@ -70,8 +80,14 @@ def test_micropython_wearable_against_mosquitto(
     device = mqtt_broker.device_users[0]  # type: ignore[attr-defined]
     password = mqtt_broker.credentials[device]  # type: ignore[attr-defined]
     command = [
-        str(micropython), str(upy.SCRIPTS / "wearable_mqtt.py"), str(tmp_path / "flash"),
-        mqtt_broker.host, str(mqtt_broker.port), device, password, str(RUN_TIMEOUT_S),  # type: ignore[attr-defined]
+        str(micropython),
+        str(upy.SCRIPTS / "wearable_mqtt.py"),
+        str(tmp_path / "flash"),
+        mqtt_broker.host,
+        str(mqtt_broker.port),
+        device,
+        password,
+        str(RUN_TIMEOUT_S),  # type: ignore[attr-defined]
     ]
     _exercise(mqtt_broker, device, command, dict(os.environ, MICROPYPATH=str(upy.FIRMWARE_LIB)))
 
@@ -81,8 +97,14 @@ def test_cpython_wearable_against_mosquitto(mqtt_broker: object, tmp_path: Path)
     device = mqtt_broker.device_users[1]  # type: ignore[attr-defined]
     password = mqtt_broker.credentials[device]  # type: ignore[attr-defined]
     command = [
-        sys.executable, str(upy.SCRIPTS / "wearable_mqtt.py"), str(tmp_path / "flash"),
-        mqtt_broker.host, str(mqtt_broker.port), device, password, str(RUN_TIMEOUT_S),  # type: ignore[attr-defined]
+        sys.executable,
+        str(upy.SCRIPTS / "wearable_mqtt.py"),
+        str(tmp_path / "flash"),
+        mqtt_broker.host,
+        str(mqtt_broker.port),
+        device,
+        password,
+        str(RUN_TIMEOUT_S),  # type: ignore[attr-defined]
     ]
     env = dict(os.environ, PYTHONPATH=str(upy.FIRMWARE_LIB))
     _exercise(mqtt_broker, device, command, env)

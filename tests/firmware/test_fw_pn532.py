@@ -74,7 +74,10 @@ def test_checksum_errors_nack_and_timeouts(micropython: Path, tmp_path: Path) ->
         PN532["nack"],
     ]
     # Corrupted every time: two NACK retries, then a frame error (3 NACKs in total).
-    assert (got["corrupt_always"]["error"], got["corrupt_always"]["nacks"]) == ("Pn532FrameError", 3)
+    assert (got["corrupt_always"]["error"], got["corrupt_always"]["nacks"]) == (
+        "Pn532FrameError",
+        3,
+    )
     # No ACK: times out after the 30 ms ACK timeout of simulated time.
     assert (got["no_ack"]["error"], got["no_ack"]["waited_ms"]) == ("Pn532Timeout", 30)
     # ACK but no response: times out after 500 ms and aborts the command with an ACK.
@@ -89,5 +92,9 @@ def test_checksum_errors_nack_and_timeouts(micropython: Path, tmp_path: Path) ->
 
 def test_tag_removed_mid_read(micropython: Path, tmp_path: Path) -> None:
     got = _scenario(micropython, tmp_path, "removed")
-    assert got["removed_mid_read"] == {"key": "removed_mid_read", "error": "TagError", "exchanges": 2}
+    assert got["removed_mid_read"] == {
+        "key": "removed_mid_read",
+        "error": "TagError",
+        "exchanges": 2,
+    }
     assert got["after_removal"]["target"] is True

@@ -14,7 +14,9 @@ HEARTBEAT = 3
 SOS = 4
 
 
-def _ops(micropython: Path, directory: Path, *ops: str, max_frames: int = 5000) -> dict[str, dict[str, object]]:
+def _ops(
+    micropython: Path, directory: Path, *ops: str, max_frames: int = 5000
+) -> dict[str, dict[str, object]]:
     return upy.results_by_key(
         upy.run(micropython, "queue_ops.py", str(directory), str(max_frames), *ops)
     )
@@ -48,7 +50,9 @@ def test_queue_survives_reboot_and_frees_by_ack(micropython: Path, tmp_path: Pat
 
 
 def test_peek_after_seq_and_ack_beyond_last(micropython: Path, tmp_path: Path) -> None:
-    got = _ops(micropython, tmp_path / "q", f"add:{HEARTBEAT}:8", "free:2", "show", "free:999", "show")
+    got = _ops(
+        micropython, tmp_path / "q", f"add:{HEARTBEAT}:8", "free:2", "show", "free:999", "show"
+    )
     assert got["show2"]["after_5"] == [6, 7, 8]
     assert got["free3"]["freed"] == 6  # an ack beyond what was stored frees what there is
     assert (got["show4"]["depth"], got["show4"]["acked_seq"]) == (0, 8)
@@ -67,7 +71,13 @@ def test_torn_tail_record_is_cut_at_load(micropython: Path, tmp_path: Path) -> N
 def test_eviction_keeps_sos_and_reports_runs(micropython: Path, tmp_path: Path) -> None:
     flash = tmp_path / "q"
     got = _ops(
-        micropython, flash, f"add:{HEARTBEAT}:10", f"add:{SOS}:1", f"add:{HEARTBEAT}:53", "evict", "show",
+        micropython,
+        flash,
+        f"add:{HEARTBEAT}:10",
+        f"add:{SOS}:1",
+        f"add:{HEARTBEAT}:53",
+        "evict",
+        "show",
         max_frames=64,
     )
     assert got["evict3"]["runs"] == [[1, 10], [12, 64]]

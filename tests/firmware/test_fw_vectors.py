@@ -33,7 +33,9 @@ def computed(micropython: Path) -> dict[str, dict[str, object]]:
 
 
 @pytest.mark.parametrize("vector", FRAMES, ids=_names(FRAMES))
-def test_event_frame_bytes(computed: dict[str, dict[str, object]], vector: dict[str, object]) -> None:
+def test_event_frame_bytes(
+    computed: dict[str, dict[str, object]], vector: dict[str, object]
+) -> None:
     got = computed[f"frames:{vector['name']}"]
     assert got["body_hex"] == vector["body_hex"]
     assert got["frame_hex"] == vector["frame_hex"]
@@ -87,12 +89,16 @@ def test_advert_payload_and_advertisement(
 
 
 @pytest.mark.parametrize("vector", HMAC, ids=_names(HMAC))
-def test_rfc4231_hmac_sha256(computed: dict[str, dict[str, object]], vector: dict[str, object]) -> None:
+def test_rfc4231_hmac_sha256(
+    computed: dict[str, dict[str, object]], vector: dict[str, object]
+) -> None:
     assert computed[f"hmac:{vector['name']}"]["expected"] == vector["expected"]
 
 
 @pytest.mark.parametrize("vector", PN532, ids=_names(PN532))
-def test_pn532_manual_frames(computed: dict[str, dict[str, object]], vector: dict[str, object]) -> None:
+def test_pn532_manual_frames(
+    computed: dict[str, dict[str, object]], vector: dict[str, object]
+) -> None:
     got = computed[f"pn532:{vector['name']}"]
     assert got["type"] == vector["type"]
     if vector["type"] == "info":

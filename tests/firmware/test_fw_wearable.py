@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from patrol_protocol.adverts import build_advertisement, encode_beacon_payload, encode_equipment_payload
+from patrol_protocol.adverts import (
+    build_advertisement,
+    encode_beacon_payload,
+    encode_equipment_payload,
+)
 from patrol_protocol.commands import (
     Ack,
     CommandKind,
@@ -50,7 +54,9 @@ COMPANY = 0xFFFF
 
 
 def _run(micropython: Path, flash: Path, *ops: str) -> dict[str, dict[str, object]]:
-    return upy.results_by_key(upy.run(micropython, "wearable_ops.py", str(flash), str(START_S), *ops))
+    return upy.results_by_key(
+        upy.run(micropython, "wearable_ops.py", str(flash), str(START_S), *ops)
+    )
 
 
 def _decoded(show: dict[str, object]) -> list[tuple[int, int, int, object]]:
@@ -60,7 +66,14 @@ def _decoded(show: dict[str, object]) -> list[tuple[int, int, int, object]]:
         frame = decode_frame(bytes.fromhex(str(frame_hex)))
         verify_frame(frame, KEY)
         assert frame.header.device_id == DEVICE_ID
-        out.append((frame.header.seq, frame.header.kind, frame.header.flags, decode_body(frame.header.kind, frame.body)))
+        out.append(
+            (
+                frame.header.seq,
+                frame.header.kind,
+                frame.header.flags,
+                decode_body(frame.header.kind, frame.body),
+            )
+        )
     return out
 
 
@@ -73,45 +86,72 @@ def _beacon_adv(step: int) -> str:
 
 def _equipment_adv(tag_id: int, counter: int, battery_pct: int) -> str:
     payload = encode_equipment_payload(
-        key_id=1, tag_id=tag_id, battery_pct=battery_pct, flags=0, counter=counter,
-        company_id=COMPANY, key=BEACON_KEY,
+        key_id=1,
+        tag_id=tag_id,
+        battery_pct=battery_pct,
+        flags=0,
+        counter=counter,
+        company_id=COMPANY,
+        key=BEACON_KEY,
     )
     return build_advertisement(COMPANY, payload).hex()
 
 
 def test_boot_and_nfc_scans_one_per_tap(micropython: Path, tmp_path: Path) -> None:
     got = _run(
-        micropython, tmp_path / "flash",
-        f"tag:{UID}:ntag424:{SUN_URL}", "step:3", "untag", "step",
-        "tag:04112233445566:ntag21x:https://patrol.example/c/7", "step:2", "show:end",
+        micropython,
+        tmp_path / "flash",
+        f"tag:{UID}:ntag424:{SUN_URL}",
+        "step:3",
+        "untag",
+        "step",
+        "tag:04112233445566:ntag21x:https://patrol.example/c/7",
+        "step:2",
+        "show:end",
     )
     frames = _decoded(got["end"])
     assert frames == [
         (1, Kind.BOOT, FLAG_CLOCK_UNSYNCED, Boot(0, 1, 0, 0)),
-        (2, Kind.NFC_SCAN, FLAG_CLOCK_UNSYNCED, NfcScan(
-            1, bytes.fromhex(UID),
-            bytes.fromhex("ef963ff7828658a599f3041510671e88"), bytes.fromhex("94eed9ee65337086"),
-        )),
+        (
+            2,
+            Kind.NFC_SCAN,
+            FLAG_CLOCK_UNSYNCED,
+            NfcScan(
+                1,
+                bytes.fromhex(UID),
+                bytes.fromhex("ef963ff7828658a599f3041510671e88"),
+                bytes.fromhex("94eed9ee65337086"),
+            ),
+        ),
         (3, Kind.NFC_SCAN, FLAG_CLOCK_UNSYNCED, NfcScan(2, bytes.fromhex("04112233445566"))),
     ]
 
 
 def test_tag_removed_mid_read_gives_no_scan_then_retries(micropython: Path, tmp_path: Path) -> None:
     got = _run(
-        micropython, tmp_path / "flash",
+        micropython,
+        tmp_path / "flash",
         "step",  # PN532 initialised
-        f"tag:{UID}:ntag424:{SUN_URL}", "removeafter:2", "step", "show:removed",
-        f"tag:{UID}:ntag424:{SUN_URL}", "step", "show:again",
+        f"tag:{UID}:ntag424:{SUN_URL}",
+        "removeafter:2",
+        "step",
+        "show:removed",
+        f"tag:{UID}:ntag424:{SUN_URL}",
+        "step",
+        "show:again",
     )
     assert [kind for _, kind, _, _ in _decoded(got["removed"])] == [Kind.BOOT]
     assert got["removed"]["stats"]["nfc_read_errors"] == 1  # type: ignore[index]
     assert [kind for _, kind, _, _ in _decoded(got["again"])] == [Kind.BOOT, Kind.NFC_SCAN]
 
 
-def test_ble_visit_after_dwell_and_equipment_in_heartbeat(micropython: Path, tmp_path: Path) -> None:
+def test_ble_visit_after_dwell_and_equipment_in_heartbeat(
+    micropython: Path, tmp_path: Path
+) -> None:
     adv = _beacon_adv(179_557_920)
     got = _run(
-        micropython, tmp_path / "flash",
+        micropython,
+        tmp_path / "flash",
         f"advert:-80:{adv}:20:1000",  # weak: never a visit
         "advance:6000",
         f"advert:-60:{adv}:12:1000",  # strong for 11 s: one visit at 10 s
@@ -119,48 +159,90 @@ def test_ble_visit_after_dwell_and_equipment_in_heartbeat(micropython: Path, tmp
         f"advert:-71:{_equipment_adv(0xE002, 3, 15)}",
         f"advert:-58:{_equipment_adv(0xE001, 8, 89)}",
         "battery:15:3500:1",
-        "advance:40000", "step", "show:end",
+        "advance:40000",
+        "step",
+        "show:end",
     )
     frames = _decoded(got["end"])
     assert [kind for _, kind, _, _ in frames] == [Kind.BOOT, Kind.BLE_VISIT, Kind.HEARTBEAT]
     beacon_payload = bytes.fromhex(adv)[7:]
-    assert frames[1][3] == BleVisit(rssi_dbm=-60, dwell_s=10, company_id=COMPANY, adv=beacon_payload)
+    assert frames[1][3] == BleVisit(
+        rssi_dbm=-60, dwell_s=10, company_id=COMPANY, adv=beacon_payload
+    )
     assert frames[2][3] == Heartbeat(
-        battery_pct=15, battery_mv=3500, status=0x07, queue_depth=2,
+        battery_pct=15,
+        battery_mv=3500,
+        status=0x07,
+        queue_depth=2,
         items=(EquipmentNear(0xE001, -58, 89), EquipmentNear(0xE002, -71, 15)),
     )
 
 
 def test_sos_long_press_and_man_down(micropython: Path, tmp_path: Path) -> None:
     got = _run(
-        micropython, tmp_path / "flash", "cfg:man_down_s:30",
-        "press", "step", "advance:1500", "step", "advance:600", "step", "advance:5000", "step",
-        "release", "step", "move", "step", "advance:29000", "step", "advance:1000", "step", "step",
+        micropython,
+        tmp_path / "flash",
+        "cfg:man_down_s:30",
+        "press",
+        "step",
+        "advance:1500",
+        "step",
+        "advance:600",
+        "step",
+        "advance:5000",
+        "step",
+        "release",
+        "step",
+        "move",
+        "step",
+        "advance:29000",
+        "step",
+        "advance:1000",
+        "step",
+        "step",
         "show:end",
     )
     kinds = [(kind, body) for _, kind, _, body in _decoded(got["end"])]
     assert kinds == [(Kind.BOOT, Boot(0, 1, 0, 0)), (Kind.SOS, Sos(1)), (Kind.SOS, Sos(2))]
 
 
-def _command(kind: int, cmd_seq: int, body: bytes, *, issued_s: int = START_S, valid_for_s: int = 300,
-             key: bytes = KEY) -> str:
+def _command(
+    kind: int,
+    cmd_seq: int,
+    body: bytes,
+    *,
+    issued_s: int = START_S,
+    valid_for_s: int = 300,
+    key: bytes = KEY,
+) -> str:
     return encode_command(
-        kind=kind, key_id=1, device_id=DEVICE_ID, cmd_seq=cmd_seq, issued_s=issued_s,
-        valid_for_s=valid_for_s, body=body, key=key,
+        kind=kind,
+        key_id=1,
+        device_id=DEVICE_ID,
+        cmd_seq=cmd_seq,
+        issued_s=issued_s,
+        valid_for_s=valid_for_s,
+        body=body,
+        key=key,
     ).hex()
 
 
-def test_commands_apply_only_when_signed_fresh_and_unexpired(micropython: Path, tmp_path: Path) -> None:
+def test_commands_apply_only_when_signed_fresh_and_unexpired(
+    micropython: Path, tmp_path: Path
+) -> None:
     set_time = encode_set_time(START_S + 3600, 250)
     config = encode_set_config({1: 300, 2: -65})
     got = _run(
-        micropython, tmp_path / "flash",
+        micropython,
+        tmp_path / "flash",
         f"msg:cmd:{_command(CommandKind.SET_TIME, 5, set_time, key=bytes(32))}",  # wrong key
         f"msg:cmd:{_command(CommandKind.SET_TIME, 5, set_time)}",  # applied; clock now synced
         f"msg:cmd:{_command(CommandKind.SET_TIME, 5, set_time)}",  # replay: stale
-        f"msg:cmd:{_command(CommandKind.SET_CONFIG, 6, config, issued_s=START_S, valid_for_s=60)}",  # expired
-        f"msg:cmd:{_command(CommandKind.SET_CONFIG, 7, config, issued_s=START_S + 3600)}",  # applied
-        "msg:cmd:00", "show:end",
+        # expired (issued at START_S, valid 60 s, clock now START_S + 3600), then applied
+        f"msg:cmd:{_command(CommandKind.SET_CONFIG, 6, config, valid_for_s=60)}",
+        f"msg:cmd:{_command(CommandKind.SET_CONFIG, 7, config, issued_s=START_S + 3600)}",
+        "msg:cmd:00",
+        "show:end",
     )
     show = got["end"]
     frames = _decoded(show)
@@ -173,11 +255,20 @@ def test_commands_apply_only_when_signed_fresh_and_unexpired(micropython: Path, 
         (Kind.CMD_RESULT, 0, CmdResult(7, 0)),
     ]
     assert show["time"] == [START_S + 3600, 250]
-    assert (show["last_cmd_seq"], show["heartbeat_interval_s"], show["visit_rssi_dbm"]) == (7, 300, -65)
+    assert (show["last_cmd_seq"], show["heartbeat_interval_s"], show["visit_rssi_dbm"]) == (
+        7,
+        300,
+        -65,
+    )
     assert show["stats"]["bad_commands"] == 1  # type: ignore[index]
 
     # Reboot: the applied cmd_seq and configuration persist, so the replay is still stale.
-    again = _run(micropython, tmp_path / "flash", f"msg:cmd:{_command(CommandKind.SET_CONFIG, 7, config, issued_s=START_S + 3600)}", "show:end")
+    again = _run(
+        micropython,
+        tmp_path / "flash",
+        f"msg:cmd:{_command(CommandKind.SET_CONFIG, 7, config, issued_s=START_S + 3600)}",
+        "show:end",
+    )
     assert (again["end"]["last_cmd_seq"], again["end"]["heartbeat_interval_s"]) == (7, 300)
     assert _decoded(again["end"])[-1][3] == CmdResult(7, 2)
 
@@ -187,21 +278,45 @@ def test_ack_frees_queue_and_seq_survives_reboot(micropython: Path, tmp_path: Pa
     ack3 = encode_ack(Ack(device_id=DEVICE_ID, acked_seq=3)).hex()
     other = encode_ack(Ack(device_id=0x0000A002, acked_seq=99)).hex()
     got = _run(
-        micropython, flash, "press", "step", "advance:2000", "step", "release",
-        "advance:60000", "step", "advance:60000", "step", "show:before",
-        f"msg:ack:{other}", "msg:ack:0181", f"msg:ack:{ack3}", "show:after",
+        micropython,
+        flash,
+        "press",
+        "step",
+        "advance:2000",
+        "step",
+        "release",
+        "advance:60000",
+        "step",
+        "advance:60000",
+        "step",
+        "show:before",
+        f"msg:ack:{other}",
+        "msg:ack:0181",
+        f"msg:ack:{ack3}",
+        "show:after",
     )
     assert [seq for seq, _, _, _ in _decoded(got["before"])] == [1, 2, 3, 4]
     assert (got["after"]["depth"], got["after"]["acked_seq"]) == (1, 3)
     assert got["after"]["stats"]["bad_acks"] == 1  # type: ignore[index]
     # Reboot: BOOT takes seq 5, never reusing 1..4; the ack and the unacked frame persist.
     rebooted = _run(micropython, flash, "show")["show0"]
-    assert [(seq, kind) for seq, kind, _, _ in _decoded(rebooted)] == [(4, Kind.HEARTBEAT), (5, Kind.BOOT)]
+    assert [(seq, kind) for seq, kind, _, _ in _decoded(rebooted)] == [
+        (4, Kind.HEARTBEAT),
+        (5, Kind.BOOT),
+    ]
     assert rebooted["acked_seq"] == 3
 
 
 def test_full_queue_evicts_oldest_but_never_sos(micropython: Path, tmp_path: Path) -> None:
-    ops = ["cfg:queue_max_frames:70", "cfg:heartbeat_interval_s:1", "press", "step", "advance:2500", "step", "release"]
+    ops = [
+        "cfg:queue_max_frames:70",
+        "cfg:heartbeat_interval_s:1",
+        "press",
+        "step",
+        "advance:2500",
+        "step",
+        "release",
+    ]
     ops += ["advance:1000", "step"] * 70
     ops += ["show:end"]
     got = _run(micropython, tmp_path / "flash", *ops)

@@ -33,7 +33,8 @@ def run(
     )
     if check and result.returncode != 0:
         raise AssertionError(
-            f"{script} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            f"{script} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
         )
     return result
 

@@ -45,7 +45,11 @@ if scenario == "transcript":
     reader.sam_configuration()
     out("sam", written=[w.hex() for w in bus.written])
     bus.written = []
-    out("no_target", target=reader.in_list_passive_target() is None, written=[w.hex() for w in bus.written])
+    out(
+        "no_target",
+        target=reader.in_list_passive_target() is None,
+        written=[w.hex() for w in bus.written],
+    )
 elif scenario == "ntag424":
     reader.begin()
     bus.present_tag(uid=UID, ndef_message=encode_uri_message(SUN_URL))
@@ -68,21 +72,40 @@ elif scenario == "ntag424":
 elif scenario == "ntag21x":
     reader.begin()
     long_uri = "https://patrol.example/checkpoint/" + "x" * 60
-    bus.present_tag(uid=b"\x04\x11\x22\x33\x44\x55\x66", ndef_message=encode_uri_message(long_uri), kind="ntag21x")
+    bus.present_tag(
+        uid=b"\x04\x11\x22\x33\x44\x55\x66",
+        ndef_message=encode_uri_message(long_uri),
+        kind="ntag21x",
+    )
     target = reader.in_list_passive_target()
     message = read_ntag21x_ndef(reader, target.tg)
-    out("ntag21x", uid=target.uid.hex(), iso_dep=target.is_iso_dep(), uri=parse_uri(message), reads=bus.exchanges)
+    out(
+        "ntag21x",
+        uid=target.uid.hex(),
+        iso_dep=target.is_iso_dep(),
+        uri=parse_uri(message),
+        reads=bus.exchanges,
+    )
 elif scenario == "faults":
     reader.begin()
     bus.corrupt_responses = 1
     bus.written = []
     version = reader.get_firmware_version()
-    out("corrupt_once", version=list(version), nacks=reader.nacks_sent, written=[w.hex() for w in bus.written])
+    out(
+        "corrupt_once",
+        version=list(version),
+        nacks=reader.nacks_sent,
+        written=[w.hex() for w in bus.written],
+    )
     bus.corrupt_responses = 3
     out("corrupt_always", error=error_name(reader.get_firmware_version), nacks=reader.nacks_sent)
     bus.drop_acks = 1
     start = hal.clock.ticks_ms()
-    out("no_ack", error=error_name(reader.get_firmware_version), waited_ms=hal.clock.ticks_ms() - start)
+    out(
+        "no_ack",
+        error=error_name(reader.get_firmware_version),
+        waited_ms=hal.clock.ticks_ms() - start,
+    )
     bus.drop_responses = 1
     bus.written = []
     start = hal.clock.ticks_ms()
@@ -102,5 +125,9 @@ elif scenario == "removed":
     bus.present_tag(uid=UID, ndef_message=encode_uri_message(SUN_URL))
     target = reader.in_list_passive_target()
     bus.remove_after_exchanges = 2  # SELECT app, SELECT file, then the tag is gone
-    out("removed_mid_read", error=error_name(lambda: read_ntag424_ndef(reader, target.tg)), exchanges=bus.exchanges)
+    out(
+        "removed_mid_read",
+        error=error_name(lambda: read_ntag424_ndef(reader, target.tg)),
+        exchanges=bus.exchanges,
+    )
     out("after_removal", target=reader.in_list_passive_target() is None)

@@ -38,15 +38,21 @@ for i, op in enumerate(sys.argv[3:]):
         kind = int(parts[1])
         for _ in range(int(parts[2])):
             seq = queue.last_seq + 1
-            body = frames.sos_body(1) if kind == frames.SOS else frames.heartbeat_body(80, 3900, 0, queue.depth(), [])
-            queue.append(frames.encode_frame(kind, 1, 0, 0xA001, seq, 1795579200 + seq, 0, body, KEY))
+            body = (
+                frames.sos_body(1)
+                if kind == frames.SOS
+                else frames.heartbeat_body(80, 3900, 0, queue.depth(), [])
+            )
+            queue.append(
+                frames.encode_frame(kind, 1, 0, 0xA001, seq, 1795579200 + seq, 0, body, KEY)
+            )
     elif parts[0] == "free":
-        print(json.dumps({"key": "free%d" % i, "freed": queue.free_upto(int(parts[1]))}))
+        print(json.dumps({"key": f"free{i}", "freed": queue.free_upto(int(parts[1]))}))
     elif parts[0] == "evict":
-        print(json.dumps({"key": "evict%d" % i, "runs": [list(r) for r in queue.evict_oldest()]}))
+        print(json.dumps({"key": f"evict{i}", "runs": [list(r) for r in queue.evict_oldest()]}))
     elif parts[0] == "tear":
         names = sorted(n for n in os.listdir(directory) if n.endswith(".seg"))
         with open(directory + "/" + names[-1], "ab") as f:
             f.write(b"\x00\x40" + bytes(10))  # a record header promising 64 bytes, cut short
     elif parts[0] == "show":
-        show("show%d" % i)
+        show(f"show{i}")

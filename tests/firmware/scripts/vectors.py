@@ -29,19 +29,28 @@ def body_for(kind, body):
         picc = body.get("picc_enc_hex")
         mac = body.get("sdmmac_hex")
         return frames.nfc_scan_body(
-            body["tag_type"], unhex(body["uid_hex"]), unhex(picc) if picc else None, unhex(mac) if mac else None
+            body["tag_type"],
+            unhex(body["uid_hex"]),
+            unhex(picc) if picc else None,
+            unhex(mac) if mac else None,
         )
     if kind == frames.BLE_VISIT:
-        return frames.ble_visit_body(body["rssi_dbm"], body["dwell_s"], body["company_id"], unhex(body["adv_hex"]))
+        return frames.ble_visit_body(
+            body["rssi_dbm"], body["dwell_s"], body["company_id"], unhex(body["adv_hex"])
+        )
     if kind == frames.HEARTBEAT:
         items = [(i["tag_id"], i["rssi_dbm"], i["battery_pct"]) for i in body["items"]]
-        return frames.heartbeat_body(body["battery_pct"], body["battery_mv"], body["status"], body["queue_depth"], items)
+        return frames.heartbeat_body(
+            body["battery_pct"], body["battery_mv"], body["status"], body["queue_depth"], items
+        )
     if kind == frames.SOS:
         return frames.sos_body(body["trigger"])
     if kind == frames.EVICTION:
         return frames.eviction_body(body["first_seq"], body["last_seq"], body["reason"])
     if kind == frames.BOOT:
-        return frames.boot_body(body["fw_major"], body["fw_minor"], body["fw_patch"], body["reset_cause"])
+        return frames.boot_body(
+            body["fw_major"], body["fw_minor"], body["fw_patch"], body["reset_cause"]
+        )
     if kind == frames.CMD_RESULT:
         return frames.cmd_result_body(body["cmd_seq"], body["result"])
     raise ValueError("kind")
@@ -60,9 +69,22 @@ for v in load("frames.json")["vectors"]:
     h = v["header"]
     body = body_for(h["kind"], v["body"])
     frame = frames.encode_frame(
-        h["kind"], h["key_id"], h["flags"], h["device_id"], h["seq"], h["time_s"], h["time_ms"], body, unhex(v["key"])
+        h["kind"],
+        h["key_id"],
+        h["flags"],
+        h["device_id"],
+        h["seq"],
+        h["time_s"],
+        h["time_ms"],
+        body,
+        unhex(v["key"]),
     )
-    out("frames:" + v["name"], body_hex=body.hex(), frame_hex=frame.hex(), seq=frames.frame_seq(frame))
+    out(
+        "frames:" + v["name"],
+        body_hex=body.hex(),
+        frame_hex=frame.hex(),
+        seq=frames.frame_seq(frame),
+    )
 
 # commands.json: decode + verify every command, re-encode it; acks; status
 doc = load("commands.json")
@@ -74,9 +96,18 @@ for v in doc["commands"]:
         t = frames.decode_set_time(cmd.body)
         decoded = {"time_s": t[0], "time_ms": t[1]}
     else:
-        decoded = {"entries": [{"key": k, "value": val} for k, val in frames.decode_set_config(cmd.body)]}
+        decoded = {
+            "entries": [{"key": k, "value": val} for k, val in frames.decode_set_config(cmd.body)]
+        }
     again = frames.encode_command(
-        cmd.kind, cmd.key_id, cmd.device_id, cmd.cmd_seq, cmd.issued_s, cmd.valid_for_s, cmd.body, unhex(v["key"])
+        cmd.kind,
+        cmd.key_id,
+        cmd.device_id,
+        cmd.cmd_seq,
+        cmd.issued_s,
+        cmd.valid_for_s,
+        cmd.body,
+        unhex(v["key"]),
     )
     out(
         "commands:" + v["name"],
@@ -94,9 +125,14 @@ for v in doc["commands"]:
     )
 for i, v in enumerate(doc["acks"]):
     device_id, acked_seq = frames.decode_ack(unhex(v["frame_hex"]))
-    out("acks:%d" % i, device_id=device_id, acked_seq=acked_seq, frame_hex=frames.encode_ack(device_id, acked_seq).hex())
+    out(
+        f"acks:{i}",
+        device_id=device_id,
+        acked_seq=acked_seq,
+        frame_hex=frames.encode_ack(device_id, acked_seq).hex(),
+    )
 for i, v in enumerate(doc["status"]):
-    out("status:%d" % i, frame_hex=frames.encode_status(v["device_id"], v["state"] == 1).hex())
+    out(f"status:{i}", frame_hex=frames.encode_status(v["device_id"], v["state"] == 1).hex())
 
 # invalid.json: the commands / acks / adverts cases must fail with the same reason
 bad = load("invalid.json")
@@ -130,13 +166,17 @@ for v in load("adverts.json")["vectors"]:
     key = unhex(v["key"])
     company_id = v["company_id"]
     if f["type"] == adverts.TYPE_BEACON:
-        payload = adverts.encode_beacon_payload(f["key_id"], f["beacon_id"], f["step"], f["tx_power_dbm"], company_id, key)
+        payload = adverts.encode_beacon_payload(
+            f["key_id"], f["beacon_id"], f["step"], f["tx_power_dbm"], company_id, key
+        )
     elif f["type"] == adverts.TYPE_EQUIPMENT:
         payload = adverts.encode_equipment_payload(
             f["key_id"], f["tag_id"], f["battery_pct"], f["flags"], f["counter"], company_id, key
         )
     else:
-        payload = adverts.encode_presence_payload(f["key_id"], f["device_id"], f["step"], f["battery_pct"], company_id, key)
+        payload = adverts.encode_presence_payload(
+            f["key_id"], f["device_id"], f["step"], f["battery_pct"], company_id, key
+        )
     adv = adverts.build_advertisement(company_id, payload)
     parsed = adverts.parse_manufacturer_data(unhex(v["advertisement_hex"]))
     decoded = adverts.decode_advert_payload(parsed[company_id])
@@ -160,10 +200,15 @@ for v in load("rfc4231_hmac_sha256.json")["vectors"]:
 for v in load("pn532_frames.json")["frames"]:
     raw = unhex(v["frame_hex"])
     kind, tfi, payload = pn532.decode_frame(raw)
-    names = {pn532.FRAME_INFO: "info", pn532.FRAME_ACK: "ack", pn532.FRAME_NACK: "nack", pn532.FRAME_ERROR: "error"}
+    names = {
+        pn532.FRAME_INFO: "info",
+        pn532.FRAME_ACK: "ack",
+        pn532.FRAME_NACK: "nack",
+        pn532.FRAME_ERROR: "error",
+    }
     record = {"type": names[kind]}
     if kind == pn532.FRAME_INFO:
-        record["tfi"] = "%02x" % tfi
+        record["tfi"] = f"{tfi:02x}"
         record["data_hex"] = payload.hex()
         record["encoded_hex"] = pn532.encode_frame(tfi, payload).hex()
     out("pn532:" + v["name"], **record)

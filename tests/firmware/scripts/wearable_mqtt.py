@@ -5,7 +5,6 @@
 # connection without DISCONNECT so the broker publishes the retained last will.
 import json
 import sys
-import time
 
 from patrol.compat import sleep_ms, ticks_diff, ticks_ms
 from patrol.hal.sim import SimHal
@@ -15,8 +14,15 @@ from patrol.wearable import Wearable, WearableConfig
 flash_dir, host, port, user, password, timeout_s = sys.argv[1:7]
 hal = SimHal(flash_dir, start_time_s=1795579200)
 cfg = WearableConfig(
-    device_id=int(user, 16), key=bytes(range(32)), key_id=1, mqtt_host=host, mqtt_port=int(port),
-    mqtt_user=user, mqtt_password=password, heartbeat_interval_s=3600, keepalive_s=30,
+    device_id=int(user, 16),
+    key=bytes(range(32)),
+    key_id=1,
+    mqtt_host=host,
+    mqtt_port=int(port),
+    mqtt_user=user,
+    mqtt_password=password,
+    heartbeat_interval_s=3600,
+    keepalive_s=30,
 )
 w = Wearable(hal, cfg)
 start = ticks_ms()
@@ -29,16 +35,29 @@ while ticks_diff(ticks_ms(), start) < int(timeout_s) * 1000:
     if not tapped and ticks_diff(now, start) > 1000 and w.connected:
         hal.nfc.present_tag(
             uid=b"\x04\xde\x5f\x1e\xac\xc0\x40",
-            ndef_message=encode_uri_message("https://patrol.example/t?e=EF963FF7828658A599F3041510671E88&c=94EED9EE65337086"),
+            ndef_message=encode_uri_message(
+                "https://patrol.example/t?e=EF963FF7828658A599F3041510671E88&c=94EED9EE65337086"
+            ),
         )
         tapped = True
     w.step()
     if tapped and w.queue_depth() == 0 and w.last_cmd_seq >= 1 and w.mqtt.inflight() == 0:
         break
     sleep_ms(10)
-print(json.dumps({
-    "key": "final", "depth": w.queue_depth(), "acked_seq": w.acked_seq, "last_seq": w.last_seq,
-    "last_cmd_seq": w.last_cmd_seq, "clock_synced": w.clock_synced, "time_s": hal.clock.time()[0],
-    "stats": w.stats, "connected": w.connected, "pubacks": w.mqtt.pubacks,
-}))
+print(
+    json.dumps(
+        {
+            "key": "final",
+            "depth": w.queue_depth(),
+            "acked_seq": w.acked_seq,
+            "last_seq": w.last_seq,
+            "last_cmd_seq": w.last_cmd_seq,
+            "clock_synced": w.clock_synced,
+            "time_s": hal.clock.time()[0],
+            "stats": w.stats,
+            "connected": w.connected,
+            "pubacks": w.mqtt.pubacks,
+        }
+    )
+)
 w.mqtt.close()  # no DISCONNECT: the broker publishes the last will

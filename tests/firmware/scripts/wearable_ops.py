@@ -63,7 +63,9 @@ for i, op in enumerate(ops):
         hal.clock.advance_ms(int(parts[1]))
     elif name == "tag":
         uri = ":".join(parts[3:])
-        hal.nfc.present_tag(uid=bytes.fromhex(parts[1]), ndef_message=encode_uri_message(uri), kind=parts[2])
+        hal.nfc.present_tag(
+            uid=bytes.fromhex(parts[1]), ndef_message=encode_uri_message(uri), kind=parts[2]
+        )
     elif name == "untag":
         hal.nfc.remove_tag()
     elif name == "removeafter":
@@ -72,7 +74,9 @@ for i, op in enumerate(ops):
         times = int(parts[3]) if len(parts) > 3 else 1
         every_ms = int(parts[4]) if len(parts) > 4 else 0
         for _ in range(times):
-            hal.radio.feed_advert(b"\x01\x02\x03\x04\x05\x06", int(parts[1]), bytes.fromhex(parts[2]))
+            hal.radio.feed_advert(
+                b"\x01\x02\x03\x04\x05\x06", int(parts[1]), bytes.fromhex(parts[2])
+            )
             w.step()
             hal.clock.advance_ms(every_ms)
     elif name == "press":
@@ -87,6 +91,6 @@ for i, op in enumerate(ops):
     elif name == "battery":
         hal.battery.set(int(parts[1]), int(parts[2]), parts[3] == "1")
     elif name == "show":
-        show(parts[1] if len(parts) > 1 else "show%d" % i)
+        show(parts[1] if len(parts) > 1 else f"show{i}")
     else:
         raise ValueError(op)
