@@ -1,0 +1,53 @@
+"""The `patrol` command: the entry point people type."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Patrol verification: demo and operator commands.", no_args_is_help=True)
+
+
+@app.command()
+def demo(
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit after the summary instead of serving.")
+    ] = False,
+    shift_s: Annotated[
+        float, typer.Option(help="Length of the compressed shift, seconds.")
+    ] = 150.0,
+    round_interval_s: Annotated[
+        float, typer.Option(help="A round is due every this many seconds.")
+    ] = 50.0,
+    port: Annotated[int, typer.Option(help="API port (a free one is chosen if taken).")] = 8000,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Keep the databases and device flash here (default: a temporary folder)."
+        ),
+    ] = None,
+) -> None:
+    """Run a small simulated site end to end on embedded defaults."""
+    from patrol_sim.demo import DemoOptions, run_demo
+
+    raise typer.Exit(
+        run_demo(
+            DemoOptions(
+                once=once,
+                shift_s=shift_s,
+                round_interval_s=round_interval_s,
+                api_port=port,
+                data_dir=data_dir,
+            )
+        )
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from importlib.metadata import version as dist_version
+
+    typer.echo(dist_version("patrol-verification"))
