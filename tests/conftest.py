@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import paho.mqtt.client as paho_mqtt
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 # ---------------------------------------------------------------- hypothesis
 
@@ -85,6 +88,31 @@ class MqttBroker:
     device_users: list[str]
 
 
+def _require_mqtt_login(host: str, port: int, username: str, password: str) -> None:
+    """Fail unless the broker accepts `username`: proves broker and credentials file agree."""
+    connacks: list[ReasonCode] = []
+    client = paho_mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"conftest-probe-{os.getpid()}",
+        protocol=paho_mqtt.MQTTv311,
+    )
+    client.username_pw_set(username, password)
+    client.on_connect = lambda _c, _u, _f, reason_code, _p: connacks.append(reason_code)
+    try:
+        client.connect(host, port, keepalive=10)
+        deadline = time.monotonic() + SERVICE_PROBE_TIMEOUT_S
+        while not connacks and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+        client.disconnect()
+    except OSError as error:
+        pytest.fail(
+            f"Mosquitto does not answer at {host}:{port} ({error}): {RUN_HINT}", pytrace=False
+        )
+    if not connacks or connacks[0].is_failure:
+        answer = connacks[0] if connacks else "no CONNACK"
+        pytest.fail(f"Mosquitto at {host}:{port} refused {username}: {answer}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def mqtt_broker() -> MqttBroker:
     """The private, authenticated Mosquitto started by scripts/test."""
@@ -98,13 +126,7 @@ def mqtt_broker() -> MqttBroker:
     gateway_user = str(document["gateway"])
     credentials = {str(user): str(password) for user, password in document["users"].items()}
     device_users = sorted(user for user in credentials if user != gateway_user)
-    try:
-        with socket.create_connection((host, port), timeout=SERVICE_PROBE_TIMEOUT_S):
-            pass
-    except OSError as error:
-        pytest.fail(
-            f"Mosquitto does not answer at {host}:{port} ({error}): {RUN_HINT}", pytrace=False
-        )
+    _require_mqtt_login(host, port, gateway_user, credentials[gateway_user])
     return MqttBroker(
         host=host,
         port=port,

@@ -9,8 +9,10 @@ stderr, so the shell script can print the service's log tail and stop.
     probe.py wait-http URL PID TIMEOUT_S  until URL answers with a 2xx status
     probe.py post-form URL KEY=VALUE...   POST a form once; non-2xx is an error
 
-PID is the service's process id: a wait stops at once when that process has died,
-instead of sitting out the whole timeout.
+PID is the service's process id: the service counts as ready only once that
+process itself listens on the port (not some other process that took the port
+meanwhile), and a wait stops at once when the process has died instead of sitting
+out the whole timeout.
 """
 
 from __future__ import annotations
@@ -62,6 +64,36 @@ def process_alive(pid: int) -> bool:
         # Field 3 is the state; the command name in field 2 may contain spaces.
         return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     return True
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """True when process `pid` itself holds the listening socket on 127.0.0.1:`port`.
+
+    A free port can be taken by someone else between choosing it and the
+    service binding it (several test runs may start at once). Then a plain
+    connect would reach the other process and report our service ready while
+    it failed to bind, so readiness also requires that the socket is ours.
+    """
+    wanted = f"0100007F:{port:04X}"  # /proc/net/tcp: little-endian IPv4, hex port
+    inodes: set[str] = set()
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        for row in table.readlines()[1:]:
+            fields = row.split()
+            if fields[1] == wanted and fields[3] == "0A":  # 0A = LISTEN
+                inodes.add(fields[9])
+    if not inodes:
+        return False
+    sockets = {f"socket:[{inode}]" for inode in inodes}
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for name in names:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"{fd_dir}/{name}") in sockets:
+                return True
+    return False
 
 
 def tcp_ready(port: int) -> bool:
@@ -124,10 +156,20 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) == 4 and argv[0] == "wait-tcp":
         port, pid, timeout_s = int(argv[1]), int(argv[2]), float(argv[3])
-        return wait_until(f"tcp 127.0.0.1:{port}", lambda: tcp_ready(port), pid, timeout_s)
+        return wait_until(
+            f"tcp 127.0.0.1:{port}",
+            lambda: listens_on(pid, port) and tcp_ready(port),
+            pid,
+            timeout_s,
+        )
     if len(argv) == 4 and argv[0] == "wait-http":
         url, pid, timeout_s = argv[1], int(argv[2]), float(argv[3])
-        return wait_until(url, lambda: http_ready(url), pid, timeout_s)
+        url_port = urllib.parse.urlsplit(url).port
+        if url_port is None:
+            raise ValueError(f"the URL needs an explicit port: {url!r}")
+        return wait_until(
+            url, lambda: listens_on(pid, url_port) and http_ready(url), pid, timeout_s
+        )
     if len(argv) >= 2 and argv[0] == "post-form":
         return post_form(argv[1], argv[2:])
     print(__doc__, file=sys.stderr)
