@@ -85,21 +85,27 @@ start_mosquitto() {
     mkdir -p "${dir}/data"
     port="$("${PROBE[@]}" free-ports 1)"
 
-    # One random password per account. The password file holds only salted
-    # hashes (mosquitto_passwd); the clear passwords go to a JSON file that
+    # One random password per account. The password file ends up holding only
+    # salted hashes: it is written in clear ("user:password" lines, never on a
+    # command line where ps would show them) and hashed in place by
+    # `mosquitto_passwd -U`. The clear passwords also go to a JSON file that
     # only this user can read, for the tests to log in with.
     local users=("$MQTT_GATEWAY_USER" "${MQTT_DEVICE_USERS[@]}")
     local json_users=()
-    : >"${dir}/passwd"
-    chmod 600 "${dir}/passwd"
-    for user in "${users[@]}"; do
-        password="$(random_hex 24)"
-        # setsid: mosquitto_passwd 2.0.11 can deadlock in its own SIGINT
-        # handler, which would hang a Ctrl-C'd run; keep it out of the
-        # terminal's reach (it runs for milliseconds).
-        setsid -w mosquitto_passwd -b "${dir}/passwd" "$user" "$password" </dev/null
+    (
+        umask 077
+        for user in "${users[@]}"; do
+            password="$(random_hex 24)"
+            printf '%s:%s\n' "$user" "$password" >>"${dir}/passwd"
+        done
+    )
+    while IFS=: read -r user password; do
         json_users+=("\"${user}\": \"${password}\"")
-    done
+    done <"${dir}/passwd"
+    # setsid: mosquitto_passwd 2.0.11 can deadlock in its own SIGINT handler,
+    # which would hang a Ctrl-C'd run; keep it out of the terminal's reach.
+    setsid -w mosquitto_passwd -U "${dir}/passwd" </dev/null
+
     local credentials="${dir}/credentials.json"
     (
         umask 077
