@@ -116,6 +116,7 @@ class MQTTClient:
         self.connected = False
         self.retransmits = 0
         self.pubacks = 0
+        self.pingresps = 0
         self.suback_codes = {}
 
     # --- connection ------------------------------------------------------------------
@@ -351,6 +352,7 @@ class MQTTClient:
             self.suback_codes[pid] = body[2] if len(body) > 2 else 0x80
         elif kind == _PINGRESP:
             self._ping_sent = None
+            self.pingresps += 1
         else:
             self._lost("unexpected packet 0x%02x" % packet_type)
 
