@@ -20,7 +20,7 @@ The NTAG helpers read the NDEF message: NTAG 424 DNA through ISO 7816-4 APDUs
 NTAG21x through READ (0x30) of 4-page blocks from page 4 (NFC Forum Type 2 TLVs).
 """
 
-from patrol.compat import const
+from patrol.compat import const, ticks_diff
 
 ACK_FRAME = b"\x00\x00\xff\x00\xff\x00"
 NACK_FRAME = b"\x00\x00\xff\xff\x00\x00"
@@ -223,8 +223,6 @@ class Pn532:
             self._clock.sleep_ms(self._poll_interval_ms)
 
     def _ticks_since(self, start):
-        from patrol.compat import ticks_diff
-
         return ticks_diff(self._clock.ticks_ms(), start)
 
     def _read(self, nbytes):

@@ -517,6 +517,8 @@ class Wearable:
                 return
             for frame in frames:
                 seq = frame_seq(frame)
+                if self._sent_upto <= self.acked_seq:
+                    self._last_ack_progress = ticks_ms()  # the ack timer starts with the first outstanding frame
                 self._sent_upto = seq
                 if seq in self._sent_sos:
                     continue
