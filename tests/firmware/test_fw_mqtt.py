@@ -108,3 +108,51 @@ def test_cpython_wearable_against_mosquitto(mqtt_broker: object, tmp_path: Path)
     ]
     env = dict(os.environ, PYTHONPATH=str(upy.FIRMWARE_LIB))
     _exercise(mqtt_broker, device, command, env)
+
+
+def test_offline_backlog_is_delivered_sos_first(
+    micropython: Path, mqtt_broker: object, tmp_path: Path
+) -> None:
+    """Frames queued while the network was down reach the edge once it is up; SOS leads."""
+    device = mqtt_broker.device_users[0]  # type: ignore[attr-defined]
+    gateway = Gateway(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        mqtt_broker.gateway_user,  # type: ignore[attr-defined]
+        mqtt_broker.credentials[mqtt_broker.gateway_user],
+        device,  # type: ignore[attr-defined]
+    )
+    try:
+        command = [
+            str(micropython),
+            str(upy.SCRIPTS / "wearable_mqtt.py"),
+            str(tmp_path / "flash"),
+            mqtt_broker.host,
+            str(mqtt_broker.port),
+            device,  # type: ignore[attr-defined]
+            mqtt_broker.credentials[device],
+            str(RUN_TIMEOUT_S),
+            "backlog",  # type: ignore[attr-defined]
+        ]
+        result = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S + 30,
+            check=False,
+            env=dict(os.environ, MICROPYPATH=str(upy.FIRMWARE_LIB)),
+        )
+        assert result.returncode == 0, result.stderr
+        final = json.loads(result.stdout.strip().splitlines()[-1])
+        arrival = [(f.header.seq, f.header.kind) for f in gateway.frames]
+        # Queued offline: BOOT (1), heartbeats, the SOS, another heartbeat. Online: the tap
+        # and the CMD_RESULT. The SOS goes out first, then the backlog in seq order.
+        sos_seq = arrival[0][0]
+        assert arrival[0][1] == Kind.SOS
+        backlog = [seq for seq, _ in arrival[1:] if seq <= final["last_seq"] - 2]
+        assert backlog == [seq for seq in range(1, final["last_seq"] - 1) if seq != sos_seq]
+        assert sorted(seq for seq, _ in arrival) == list(range(1, final["last_seq"] + 1))
+        assert final["last_seq"] == 16  # 1 BOOT + 10 + 1 + 1 heartbeats + SOS + tap + CMD_RESULT
+        assert (final["depth"], final["acked_seq"]) == (0, 16)
+    finally:
+        gateway.close()

@@ -1,5 +1,7 @@
 # Runs in MicroPython or CPython: a Wearable on SimHal against a real broker.
-# argv: flash_dir host port user password timeout_s
+# argv: flash_dir host port user password timeout_s [backlog]
+# With "backlog" the network is down first: BOOT, ten heartbeats and an SOS pile up
+# in the flash queue, then the network comes up and the SOS must go out first.
 # Taps a tag after the first second, then runs until every frame is acknowledged and a
 # command was applied (or timeout_s passes), prints one JSON line, and drops the TCP
 # connection without DISCONNECT so the broker publishes the retained last will.
@@ -24,7 +26,24 @@ cfg = WearableConfig(
     heartbeat_interval_s=3600,
     keepalive_s=30,
 )
+backlog = len(sys.argv) > 7 and sys.argv[7] == "backlog"
+if backlog:
+    cfg.heartbeat_interval_s = 1
+    hal.net.up = False
 w = Wearable(hal, cfg)
+if backlog:
+    for _ in range(10):
+        hal.clock.advance_ms(1000)
+        w.step()
+    hal.button.press()
+    w.step()
+    hal.clock.advance_ms(2500)
+    w.step()
+    hal.button.release()
+    w.cfg.heartbeat_interval_s = 3600
+    hal.clock.advance_ms(1000)
+    w.step()  # the last heartbeat before the long interval
+    hal.net.up = True
 start = ticks_ms()
 tapped = False
 last = start
