@@ -21,7 +21,6 @@ readonly MQTT_DEVICE_USERS=(0000a001 0000a002 0000a003 0000a004 0000a005 0000a00
 # Parallel arrays of what this run started, for stop_services.
 STARTED_NAMES=()
 STARTED_PIDS=()
-STARTED_LOGS=()
 
 # start_service NAME LOGFILE COMMAND...: run COMMAND in the background, record it.
 # setsid puts the service in its own session, so a Ctrl-C in the terminal
@@ -35,7 +34,6 @@ start_service() {
     setsid "$@" >>"$logfile" 2>&1 </dev/null &
     STARTED_NAMES+=("$name")
     STARTED_PIDS+=("$!")
-    STARTED_LOGS+=("$logfile")
 }
 
 # wait_ready NAME LOGFILE PROBE-ARGS...: wait via probe.py (with the PID of the
@@ -51,29 +49,34 @@ wait_ready() {
     fi
 }
 
-# Stop everything start_service started, newest first: SIGTERM, then SIGKILL
-# after SERVICE_STOP_TIMEOUT_S. Safe to call more than once.
+# Stop everything start_service started: SIGTERM to all at once (each shuts
+# down cleanly, flushing its data), then SIGKILL for any still running after
+# SERVICE_STOP_TIMEOUT_S. Safe to call more than once.
 stop_services() {
-    local i pid name waited_ds
-    for ((i = ${#STARTED_PIDS[@]} - 1; i >= 0; i--)); do
+    local i pid waited_ds=0 running
+    for pid in "${STARTED_PIDS[@]}"; do
+        [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null
+    done
+    while ((waited_ds < SERVICE_STOP_TIMEOUT_S * 10)); do
+        running=0
+        for pid in "${STARTED_PIDS[@]}"; do
+            [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null && running=1
+        done
+        ((running)) || break
+        sleep 0.1
+        waited_ds=$((waited_ds + 1))
+    done
+    for i in "${!STARTED_PIDS[@]}"; do
         pid="${STARTED_PIDS[i]}"
-        name="${STARTED_NAMES[i]}"
         [[ -n "$pid" ]] || continue
         if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            waited_ds=0
-            while kill -0 "$pid" 2>/dev/null && ((waited_ds < SERVICE_STOP_TIMEOUT_S * 10)); do
-                sleep 0.1
-                waited_ds=$((waited_ds + 1))
-            done
-            if kill -0 "$pid" 2>/dev/null; then
-                log "${name} (pid ${pid}) ignored SIGTERM for ${SERVICE_STOP_TIMEOUT_S} s; killing it"
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
+            log "${STARTED_NAMES[i]} (pid ${pid}) ignored SIGTERM for ${SERVICE_STOP_TIMEOUT_S} s; killing it"
+            kill -KILL "$pid" 2>/dev/null
         fi
-        wait "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null
         STARTED_PIDS[i]=""
     done
+    return 0
 }
 
 # ---------------------------------------------------------------- Mosquitto
