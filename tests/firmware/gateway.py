@@ -75,10 +75,11 @@ class Gateway:
             client.publish(f"patrol/v1/dev/{self.device}/cmd", command, qos=1)
 
     def wait_for_status(self, payload: bytes) -> list[tuple[bytes, bool]]:
+        """Wait until ``payload`` arrives live (not as an old retained message)."""
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             with self._lock:
-                if any(p == payload for p, _ in self.status):
+                if (payload, False) in self.status:
                     return list(self.status)
             time.sleep(0.05)
         raise AssertionError(f"status {payload.hex()} not seen; got {self.status}")
