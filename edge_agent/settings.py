@@ -56,8 +56,24 @@ class EdgeSettings(BaseSettings):
     )
 
     # --- group commit (MQTT ingest) ----------------------------------------------
-    commit_max_messages: int = Field(default=500, ge=1, le=100_000)
-    commit_max_wait_ms: int = Field(default=20, ge=0, le=60_000)
+    commit_max_messages: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description=(
+            "Most messages per transaction. The broker sends at most its max_inflight_messages "
+            "unacknowledged messages, so size that window to at least this (mosquitto_conf does)."
+        ),
+    )
+    commit_max_wait_ms: int = Field(
+        default=20,
+        ge=0,
+        le=60_000,
+        description=(
+            "How long a group waits for more messages before it commits; 0 commits whatever is "
+            "buffered at once. Bounds the added latency (an SOS waits at most this long)."
+        ),
+    )
     ingest_buffer_messages: int = Field(
         default=20_000,
         ge=1,
