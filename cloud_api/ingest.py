@@ -11,18 +11,20 @@ stable reason, written to ``rejected_events``, and the loop goes on.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -254,7 +256,17 @@ class DbKeyLookup:
         return self._device_keys[cache_key]
 
     def nfc_tag(self, uid: bytes) -> TagRef | None:
-        # Not cached: last_read_counter changes as the batch goes on.
+        # Keys and checkpoint are cached for the batch; the counter is read fresh each
+        # time, since accepted scans move it as the batch goes on.
+        if uid not in self._tags:
+            self._tags[uid] = self._load_tag(uid)
+        tag = self._tags[uid]
+        if tag is None:
+            return None
+        last = self._session.execute(_TAG_COUNTER, {"tag_pk": tag.tag_pk}).scalar_one()
+        return dataclasses.replace(tag, last_read_counter=last)
+
+    def _load_tag(self, uid: bytes) -> TagRef | None:
         tag = self._session.execute(select(NfcTag).where(NfcTag.uid == uid)).scalar_one_or_none()
         if tag is None:
             return None
@@ -270,7 +282,7 @@ class DbKeyLookup:
             tag_type=TagType(tag.tag_type),
             meta_read_key=meta,
             file_read_key=file,
-            last_read_counter=tag.last_read_counter,
+            last_read_counter=None,
             checkpoint_id=checkpoint_id,
         )
 
@@ -280,18 +292,47 @@ class DbKeyLookup:
         ).scalar_one_or_none()
 
 
-def _insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> int | None:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None on any conflict."""
-    dialect = session.get_bind().dialect.name
+@functools.cache
+def _insert_ignore_statement(dialect: str, table: Table) -> Any:
+    """Built once per dialect and table: constructing a statement per row costs more than
+    running it (SQLAlchemy coerces every value and derives a cache key each time)."""
     if dialect == "postgresql":
         stmt: Any = postgresql.insert(table)
     elif dialect == "sqlite":
         stmt = sqlite.insert(table)
     else:  # pragma: no cover - only the two supported stores
         raise RuntimeError(f"unsupported database dialect {dialect!r}")
-    stmt = stmt.values(**values).on_conflict_do_nothing().returning(table.c.id)
-    result: int | None = session.execute(stmt).scalar_one_or_none()
+    return stmt.on_conflict_do_nothing().returning(table.c.id)
+
+
+def _insert_ignore(session: Session, table: Table, values: dict[str, Any]) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING id: the new id, or None on any conflict."""
+    stmt = _insert_ignore_statement(session.get_bind().dialect.name, table)
+    result: int | None = session.execute(stmt, values).scalar_one_or_none()
     return result
+
+
+# Prebuilt Core statements on the tables (not the ORM classes): compiled once, cached.
+_events = cast(Table, Event.__table__)
+_adverts = cast(Table, AdvertObservation.__table__)
+_tags = cast(Table, NfcTag.__table__)
+_gateway_observations = cast(Table, GatewayObservation.__table__)
+_EXISTING_FRAME = select(_events.c.raw).where(
+    _events.c.device_id == bindparam("device_id"), _events.c.seq == bindparam("seq")
+)
+_EXISTING_ADVERT = select(_adverts.c.payload).where(_adverts.c.key == bindparam("key"))
+_TAG_COUNTER = select(_tags.c.last_read_counter).where(_tags.c.id == bindparam("tag_pk"))
+_RAISE_TAG_COUNTER = (
+    update(_tags)
+    .where(
+        _tags.c.id == bindparam("tag_pk"),
+        or_(
+            _tags.c.last_read_counter.is_(None),
+            _tags.c.last_read_counter < bindparam("counter"),
+        ),
+    )
+    .values(last_read_counter=bindparam("counter"))
+)
 
 
 @dataclass
@@ -407,7 +448,7 @@ class _BatchIngest:
 
     def _existing_frame(self, device_id: int, seq: int) -> bytes | None:
         raw: bytes | None = self.session.execute(
-            select(Event.raw).where(Event.device_id == device_id, Event.seq == seq)
+            _EXISTING_FRAME, {"device_id": device_id, "seq": seq}
         ).scalar_one_or_none()
         return raw
 
@@ -432,7 +473,7 @@ class _BatchIngest:
             gateway_site_id=self.gateway.site_id,
         )
         verified = verify_frame_body(auth, keys=self.keys, ctx=ctx, policy=self.policy)
-        event_id = _insert_ignore(self.session, Event.__table__, self._event_row(verified, item))  # type: ignore[arg-type]
+        event_id = _insert_ignore(self.session, _events, self._event_row(verified, item))
         if event_id is None:
             stored = self._existing_frame(header.device_id, header.seq)
             if stored is not None:  # a concurrent process stored it first
@@ -444,14 +485,9 @@ class _BatchIngest:
                 key=key,
             )
         if verified.nfc_tag_id is not None and verified.sun_read_counter is not None:
-            counter = verified.sun_read_counter
             self.session.execute(
-                update(NfcTag)
-                .where(
-                    NfcTag.id == verified.nfc_tag_id,
-                    or_(NfcTag.last_read_counter.is_(None), NfcTag.last_read_counter < counter),
-                )
-                .values(last_read_counter=counter)
+                _RAISE_TAG_COUNTER,
+                {"tag_pk": verified.nfc_tag_id, "counter": verified.sun_read_counter},
             )
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
 
@@ -483,7 +519,7 @@ class _BatchIngest:
 
     def _existing_advert(self, key: str) -> bytes | None:
         payload: bytes | None = self.session.execute(
-            select(AdvertObservation.payload).where(AdvertObservation.key == key)
+            _EXISTING_ADVERT, {"key": key}
         ).scalar_one_or_none()
         return payload
 
@@ -516,7 +552,7 @@ class _BatchIngest:
             "fields": verified.fields,
             "flags": [] if self.batch.clock_synced else ["gateway_clock_unsynced"],
         }
-        if _insert_ignore(self.session, AdvertObservation.__table__, row) is None:  # type: ignore[arg-type]
+        if _insert_ignore(self.session, _adverts, row) is None:
             stored = self._existing_advert(verified.key)
             assert stored is not None  # the only unique constraint is on key
             return self._advert_same_or_replay(stored, payload, verified.key, item.gw_seq)
@@ -536,7 +572,7 @@ class _BatchIngest:
             "gateway_clock_synced": self.batch.clock_synced,
             "ingested_at": self.now,
         }
-        if _insert_ignore(self.session, GatewayObservation.__table__, row) is None:  # type: ignore[arg-type]
+        if _insert_ignore(self.session, _gateway_observations, row) is None:
             stored = self.session.execute(
                 select(GatewayObservation.observation).where(
                     GatewayObservation.gateway_pk == self.gateway.id,
