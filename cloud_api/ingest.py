@@ -198,7 +198,8 @@ def record_rejection(
             rejected_at=utcnow(),
         )
     )
-    log.info(
+    # DEBUG per item; the batch summary (INFO) counts rejections by reason.
+    log.debug(
         "rejected %s gw_seq=%s key=%s reason=%s gateway=%s",
         item_type,
         gw_seq,
@@ -212,6 +213,12 @@ def record_malformed_body(
     session: Session, *, gateway: Gateway | None, body: bytes, detail: str
 ) -> None:
     """Keep an unparseable request body (bounded) with reason ``malformed``."""
+    log.warning(
+        "malformed batch from %s (%d bytes): %s",
+        gateway.gateway_id if gateway is not None else None,
+        len(body),
+        detail,
+    )
     kept = body[:MAX_REJECTED_BODY_BYTES]
     if len(body) > len(kept):
         detail = f"{detail} (body truncated from {len(body)} bytes)"
