@@ -26,6 +26,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, Typ
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cloud_api.crypto_store import SecretBox
@@ -420,6 +421,21 @@ class _BatchIngest:
         except Rejected as rej:
             self._reject(item, rej)
             return ItemResult(gw_seq=item.gw_seq, status="rejected", key=rej.key, reason=rej.reason)
+        except DBAPIError:
+            raise  # the database failed: nothing is final, the gateway retries the batch
+        except Exception as exc:
+            # A bug of ours on one item must not block the gateway's queue behind it
+            # forever. The item is refused loudly, its exact bytes kept in
+            # rejected_events for reprocessing once the bug is fixed.
+            log.exception(
+                "internal error on gw_seq %s of batch %s", item.gw_seq, self.batch.batch_id
+            )
+            internal = Rejected(
+                "malformed",
+                f"internal error ({type(exc).__name__}: {exc}); raw bytes kept for reprocessing",
+            )
+            self._reject(item, internal)
+            return ItemResult(gw_seq=item.gw_seq, status="rejected", reason=internal.reason)
 
     def _reject(self, item: BatchItem | MalformedItem, rej: Rejected) -> None:
         raw: bytes | None

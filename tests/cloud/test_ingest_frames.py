@@ -21,7 +21,8 @@ from cloudtest import (
     make_frame,
 )
 
-from patrol_protocol.frames import FLAG_CLOCK_UNSYNCED, Boot, Heartbeat, Sos
+from cloud_api import verify
+from patrol_protocol.frames import FLAG_CLOCK_UNSYNCED, Boot, EquipmentNear, Heartbeat, Sos
 
 SOS_1 = make_frame(Sos(trigger=1), seq=1)
 
@@ -129,6 +130,51 @@ def test_one_bad_item_does_not_stop_the_others(world: World) -> None:
         ("accepted", None),
     ]
     assert world.scalar("SELECT count(*) FROM events") == 3
+
+
+def test_heartbeat_with_equipment_items_is_stored_as_json(world: World) -> None:
+    body = Heartbeat(
+        battery_pct=81,
+        battery_mv=3912,
+        status=0x02,
+        queue_depth=3,
+        items=(EquipmentNear(0x0000E001, -50, 87), EquipmentNear(0x0000E002, -61, 64)),
+    )
+    assert world.results(frame_item(1, make_frame(body, seq=1)))[0]["status"] == "accepted"
+    [event] = world.events()
+    assert event.body["items"] == [
+        {"tag_id": 0x0000E001, "rssi_dbm": -50, "battery_pct": 87},
+        {"tag_id": 0x0000E002, "rssi_dbm": -61, "battery_pct": 64},
+    ]
+
+
+def test_an_internal_error_on_one_item_rejects_only_that_item(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fault injection: the JSON of BOOT bodies cannot be serialised (the bug class
+    # that once made a heartbeat fail its whole batch with a 500).
+    real_fields_of = verify.fields_of
+
+    def poisoned(value: object) -> dict[str, Any]:
+        if isinstance(value, Boot):
+            return {"not_json": object()}
+        return real_fields_of(value)
+
+    monkeypatch.setattr(verify, "fields_of", poisoned)
+    boot = make_frame(Boot(fw_major=1, fw_minor=0, fw_patch=0, reset_cause=0), seq=2)
+    results = world.results(
+        frame_item(1, SOS_1), frame_item(2, boot), frame_item(3, make_frame(Sos(3), seq=3))
+    )
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("accepted", None),
+        ("rejected", "malformed"),
+        ("accepted", None),
+    ]
+    assert [e.seq for e in world.events()] == [1, 3]
+    raw, detail = world.rows("SELECT raw, detail FROM rejected_events")[0]
+    assert raw == boot
+    assert detail.startswith("internal error (")
+    assert "is not JSON serializable" in detail
 
 
 def test_device_time_from_the_future_is_rejected_as_clock_skew(world: World) -> None:
