@@ -40,6 +40,7 @@ class Client:
 
     def __init__(self, broker: MqttBroker, username: str, password: str) -> None:
         self.received: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.retained: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._connack: queue.Queue[ReasonCode] = queue.Queue()
         self._subacks: queue.Queue[list[ReasonCode]] = queue.Queue()
         self._paho = mqtt.Client(
@@ -60,7 +61,10 @@ class Client:
         self._subacks.put(list(reason_codes))
 
     def _on_message(self, client, userdata, message) -> None:
-        self.received.put(message)
+        # Retained messages (e.g. a birth status left by an earlier test in this
+        # session's broker) are replayed on subscribing with the retain flag set;
+        # only live traffic is what these tests are about.
+        (self.retained if message.retain else self.received).put(message)
 
     def connect(self) -> ReasonCode:
         """Connect and return the broker's CONNACK reason code."""
@@ -74,9 +78,9 @@ class Client:
         (granted,) = self._subacks.get(timeout=WAIT_S)
         assert granted.value == 1, f"subscription to {topic} answered {granted}"
 
-    def publish(self, topic: str, payload: bytes) -> None:
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish at QoS 1 and wait for the broker's PUBACK."""
-        info = self._paho.publish(topic, payload, qos=1)
+        info = self._paho.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(timeout=WAIT_S)
         assert info.is_published()
 
@@ -105,6 +109,23 @@ def connect(mqtt_broker: MqttBroker) -> Iterator[Callable[[str], Client]]:
     yield factory
     for client in clients:
         client.close()
+
+
+# A retained birth status, present for the whole module: every subscription to
+# patrol/v1/dev/# gets it replayed, as it would get other tests' statuses.
+RETAINED_TOPIC = "patrol/v1/dev/0000a008/status"
+RETAINED_PAYLOAD = bytes.fromhex("01010000a008")  # version 1, online, device 0x0000a008
+
+
+@pytest.fixture(scope="module", autouse=True)
+def retained_status(mqtt_broker: MqttBroker) -> Iterator[None]:
+    """Publish a retained status before this module's tests, clear it after."""
+    device = Client(mqtt_broker, "0000a008", mqtt_broker.credentials["0000a008"])
+    assert not device.connect().is_failure
+    device.publish(RETAINED_TOPIC, RETAINED_PAYLOAD, retain=True)
+    yield
+    device.publish(RETAINED_TOPIC, b"", retain=True)  # an empty retained message clears it
+    device.close()
 
 
 def assert_only(client: Client, expected: list[tuple[str, bytes]]) -> None:
@@ -156,6 +177,18 @@ def test_wrong_password_is_refused(mqtt_broker: MqttBroker, username: str) -> No
     # MQTT 3.1.1 CONNACK return code 5, "not authorized" (paho maps it to 0x87).
     assert reason.value == 0x87
     assert str(reason) == "Not authorized"
+
+
+def test_retained_status_reaches_a_late_subscriber(connect) -> None:
+    gateway = connect("gw-test")
+    gateway.subscribe(RETAINED_TOPIC)  # other tests may leave statuses of other devices
+
+    message = gateway.retained.get(timeout=WAIT_S)
+    assert (message.topic, message.payload, message.retain) == (
+        RETAINED_TOPIC,
+        RETAINED_PAYLOAD,
+        True,
+    )
 
 
 def test_device_event_reaches_gateway_at_qos1(connect) -> None:
