@@ -36,6 +36,12 @@ class SeqRanges:
         """Add ``first..last`` (inclusive), merging overlapping and adjacent ranges."""
         if first > last:
             raise ValueError(f"empty range {first}..{last}")
+        ranges = self.ranges
+        if ranges and ranges[-1][0] <= first <= ranges[-1][1] + 1 <= last + 1:
+            # the common case, a device's next seq: extend the newest range in place
+            if last > ranges[-1][1]:
+                ranges[-1] = (ranges[-1][0], last)
+            return
         kept: list[tuple[int, int]] = []
         lo, hi = first, last
         for a, b in self.ranges:

@@ -1,6 +1,8 @@
 """Per-device sequence ranges behind the application ack (pure, no I/O)."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from edge_agent.contiguity import DeviceSeqState, SeqRanges
 
@@ -75,3 +77,20 @@ def test_late_frame_below_baseline_never_moves_the_ack_back():
     state.commit_frame(3)
     assert state.acked_seq == 6
     assert state.committed.ranges == [(1, 6)]
+
+
+@given(st.lists(st.tuples(st.integers(1, 60), st.integers(0, 8)), min_size=1, max_size=20))
+def test_ranges_equal_a_plain_set_of_sequences(adds):
+    ranges = SeqRanges()
+    model: set[int] = set()
+    for first, length in adds:
+        ranges.add(first, first + length)
+        model |= set(range(first, first + length + 1))
+    expected: list[tuple[int, int]] = []
+    for seq in sorted(model):
+        if expected and expected[-1][1] == seq - 1:
+            expected[-1] = (expected[-1][0], seq)
+        else:
+            expected.append((seq, seq))
+    assert ranges.ranges == expected
+    assert all(ranges.contains(s) == (s in model) for s in range(0, 70))
