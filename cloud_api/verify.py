@@ -265,29 +265,26 @@ def verify_frame_body(
             flags.append(FLAG_TOPIC_MISMATCH)
     if None not in (auth.site_id, ctx.gateway_site_id) and auth.site_id != ctx.gateway_site_id:
         flags.append(FLAG_FOREIGN_SITE)
-    common: dict[str, Any] = {
-        "frame": frame,
-        "device_pk": auth.device_pk,
-        "body": body,
-        "device_time": device_time,
-        "fields": fields_of(body),
-    }
+    base = VerifiedFrame(
+        frame=frame,
+        device_pk=auth.device_pk,
+        body=body,
+        device_time=device_time,
+        assurance=Assurance.MEDIUM,
+        flags=tuple(flags),
+        fields=fields_of(body),
+    )
     if isinstance(body, NfcScan):
-        return _verify_nfc_scan(body, keys=keys, policy=policy, flags=flags, key=key, **common)
+        return _verify_nfc_scan(base, body, keys=keys, policy=policy)
     if isinstance(body, BleVisit):
-        return _verify_ble_visit(body, keys=keys, flags=flags, key=key, **common)
-    return VerifiedFrame(assurance=Assurance.MEDIUM, flags=tuple(flags), **common)
+        return _verify_ble_visit(base, body, keys=keys)
+    return base
 
 
 def _verify_nfc_scan(
-    scan: NfcScan,
-    *,
-    keys: KeyLookup,
-    policy: VerifyPolicy,
-    flags: list[str],
-    key: str,
-    **common: Any,
+    base: VerifiedFrame, scan: NfcScan, *, keys: KeyLookup, policy: VerifyPolicy
 ) -> VerifiedFrame:
+    key = base.frame.idempotency_key
     tag = keys.nfc_tag(scan.uid)
     if tag is None:
         raise Rejected("unknown_tag", f"no NFC tag with uid {scan.uid.hex()}", key=key)
@@ -299,13 +296,12 @@ def _verify_nfc_scan(
                 f"NTAG 424 DNA tag {scan.uid.hex()} was read without a SUN message",
                 key=key,
             )
-        flags.append(FLAG_LOW_ASSURANCE_TAG)
-        return VerifiedFrame(
+        return dataclasses.replace(
+            base,
             assurance=Assurance.LOW,
-            flags=tuple(flags),
+            flags=(*base.flags, FLAG_LOW_ASSURANCE_TAG),
             checkpoint_id=tag.checkpoint_id,
             nfc_tag_id=tag.tag_pk,
-            **common,
         )
     if tag.tag_type != TagType.NTAG424 or tag.meta_read_key is None or tag.file_read_key is None:
         raise Rejected(
@@ -328,28 +324,26 @@ def _verify_nfc_scan(
             f"PICCData uid {picc.uid.hex()} differs from the anticollision uid {scan.uid.hex()}",
             key=key,
         )
+    flags = list(base.flags)
     last = tag.last_read_counter
     if last is not None:
         if picc.read_counter > last + policy.sun_counter_jump_flag:
             flags.append(FLAG_COUNTER_JUMP)
         elif picc.read_counter < last:
             flags.append(FLAG_COUNTER_OUT_OF_ORDER)
-    fields = dict(common.pop("fields"))
-    fields["sun_read_counter"] = picc.read_counter
-    return VerifiedFrame(
+    return dataclasses.replace(
+        base,
         assurance=Assurance.HIGH,
         flags=tuple(flags),
-        fields=fields,
+        fields={**base.fields, "sun_read_counter": picc.read_counter},
         checkpoint_id=tag.checkpoint_id,
         nfc_tag_id=tag.tag_pk,
         sun_read_counter=picc.read_counter,
-        **common,
     )
 
 
-def _verify_ble_visit(
-    visit: BleVisit, *, keys: KeyLookup, flags: list[str], key: str, **common: Any
-) -> VerifiedFrame:
+def _verify_ble_visit(base: VerifiedFrame, visit: BleVisit, *, keys: KeyLookup) -> VerifiedFrame:
+    key = base.frame.idempotency_key
     try:
         advert = decode_advert_payload(visit.adv)
     except ProtocolError as exc:
@@ -367,16 +361,12 @@ def _verify_ble_visit(
         verify_advert(visit.company_id, visit.adv, ref.key)
     except SignatureError as exc:
         raise Rejected("bad_mac", f"beacon advert in BLE_VISIT: {exc}", key=key) from exc
-    fields = dict(common.pop("fields"))
-    fields["beacon"] = fields_of(advert)
-    return VerifiedFrame(
-        assurance=Assurance.MEDIUM,
-        flags=tuple(flags),
-        fields=fields,
+    return dataclasses.replace(
+        base,
+        fields={**base.fields, "beacon": fields_of(advert)},
         checkpoint_id=keys.beacon_checkpoint(advert.beacon_id),
         beacon_id=advert.beacon_id,
         beacon_step=advert.step,
-        **common,
     )
 
 
