@@ -85,14 +85,14 @@ class DemoResult:
 
 
 def _free_port(preferred: int) -> int:
+    """`preferred` if it is free, else any free loopback port (0 means any)."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn will
         try:
             probe.bind(("127.0.0.1", preferred))
-            return preferred
         except OSError:
             probe.bind(("127.0.0.1", 0))
-            return int(probe.getsockname()[1])
+        return int(probe.getsockname()[1])
 
 
 def provision(settings: Settings, site: Site) -> tuple[int, str]:

