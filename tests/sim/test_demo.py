@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,15 @@ def test_round_walk_adds_walking_taps_and_beacon_dwell() -> None:
     assert round_walk_s(gate) == pytest.approx(20.6)
     # start offset 2 + walks (2 + 3 + 3 + 3) + two taps of 1.2 + two 4 s beacon dwells
     assert round_walk_s(warehouse) == pytest.approx(23.4)
+
+
+def test_api_port_falls_back_to_a_free_one_when_taken_or_zero() -> None:
+    from patrol_sim.demo import _free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        chosen = _free_port(port)
+        assert chosen != port and chosen > 0
+    assert _free_port(0) > 0
