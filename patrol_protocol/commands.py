@@ -17,7 +17,8 @@ from enum import IntEnum
 from typing import Final
 
 from patrol_protocol._checks import check_bytes, check_choice, check_range, check_uint
-from patrol_protocol.crypto import constant_time_equal, hmac_sha256
+from patrol_protocol._envelope import HEADER, check_envelope, envelope_mac, read_header, split_body
+from patrol_protocol.crypto import constant_time_equal
 from patrol_protocol.errors import (
     MalformedError,
     OversizedError,
@@ -29,7 +30,6 @@ from patrol_protocol.errors import (
 from patrol_protocol.ids import device_id_text
 from patrol_protocol.limits import (
     DEVICE_KEY_BYTES,
-    FRAME_HEADER_BYTES,
     FRAME_MAC_BYTES,
     MAX_BODY_BYTES,
     MAX_FRAME_BYTES,
@@ -78,7 +78,6 @@ class DeviceState(IntEnum):
     ONLINE = 1
 
 
-_HEADER: Final = struct.Struct(">BBBBIIIHH")
 _SET_TIME: Final = struct.Struct(">IH")
 _ACK: Final = struct.Struct(">BBHII")
 _STATUS: Final = struct.Struct(">BBI")
@@ -111,15 +110,7 @@ class CommandFrame:
         check_uint("cmd_seq", self.cmd_seq, 32, minimum=1)
         check_uint("issued_s", self.issued_s, 32)
         check_uint("valid_for_s", self.valid_for_s, 16)
-        if len(self.body) > MAX_BODY_BYTES:
-            raise OversizedError(f"body is {len(self.body)} bytes, limit {MAX_BODY_BYTES}")
-        check_bytes("mac", self.mac, FRAME_MAC_BYTES)
-        if (
-            len(self.raw) != FRAME_HEADER_BYTES + len(self.body) + FRAME_MAC_BYTES
-            or self.raw[FRAME_HEADER_BYTES:-FRAME_MAC_BYTES] != self.body
-            or self.raw[-FRAME_MAC_BYTES:] != self.mac
-        ):
-            raise MalformedError("raw must be the 20-byte header + body + mac")
+        check_envelope(self.raw, self.body, self.mac)
 
     @property
     def signed_part(self) -> bytes:
@@ -206,10 +197,6 @@ def _check_command_body(kind: int, body: bytes) -> None:
         decode_set_config(body)
 
 
-def _command_mac(key: bytes, signed_part: bytes) -> bytes:
-    return hmac_sha256(key, signed_part)[:FRAME_MAC_BYTES]
-
-
 def encode_command(
     *,
     kind: int,
@@ -236,28 +223,19 @@ def encode_command(
     _check_command_body(kind, body)
     check_bytes("key", key, DEVICE_KEY_BYTES)
     signed = (
-        _HEADER.pack(
+        HEADER.pack(
             PROTOCOL_VERSION, kind, key_id, 0, device_id, cmd_seq, issued_s, valid_for_s, len(body)
         )
         + body
     )
-    return signed + _command_mac(key, signed)
+    return signed + envelope_mac(key, signed)
 
 
 def decode_command(raw: bytes) -> CommandFrame:
     """Parse a command frame's structure and its body (not its MAC)."""
     raw = bytes(raw)
-    size = len(raw)
-    if size > MAX_FRAME_BYTES:
-        raise OversizedError(f"command is {size} bytes, limit {MAX_FRAME_BYTES}")
-    if size == 0:
-        raise TruncatedError("command is empty")
-    if raw[0] != PROTOCOL_VERSION:
-        raise VersionError(f"version={raw[0]}, expected {PROTOCOL_VERSION}")
-    if size < FRAME_HEADER_BYTES:
-        raise TruncatedError(f"command header needs {FRAME_HEADER_BYTES} bytes, got {size}")
-    _, kind, key_id, flags, device_id, cmd_seq, issued_s, valid_for_s, body_len = (
-        _HEADER.unpack_from(raw)
+    _, kind, key_id, flags, device_id, cmd_seq, issued_s, valid_for_s, body_len = read_header(
+        raw, "command"
     )
     if kind not in _COMMAND_KINDS:
         raise UnknownKindError(f"kind=0x{kind:02x} is not a command kind")
@@ -265,14 +243,7 @@ def decode_command(raw: bytes) -> CommandFrame:
         raise MalformedError(f"flags=0x{flags:02x}, commands carry no flags")
     if cmd_seq == 0:
         raise MalformedError("cmd_seq=0, command sequences start at 1")
-    if body_len > MAX_BODY_BYTES:
-        raise OversizedError(f"body_len={body_len} exceeds {MAX_BODY_BYTES}")
-    expected = FRAME_HEADER_BYTES + body_len + FRAME_MAC_BYTES
-    if size < expected:
-        raise TruncatedError(f"body_len={body_len} needs a {expected}-byte command, got {size}")
-    if size > expected:
-        raise MalformedError(f"{size - expected} trailing bytes after the mac")
-    body = raw[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + body_len]
+    body, mac = split_body(raw, body_len, "command")
     _check_command_body(kind, body)
     return CommandFrame(
         kind=kind,
@@ -282,14 +253,14 @@ def decode_command(raw: bytes) -> CommandFrame:
         issued_s=issued_s,
         valid_for_s=valid_for_s,
         body=body,
-        mac=raw[-FRAME_MAC_BYTES:],
+        mac=mac,
         raw=raw,
     )
 
 
 def verify_command(cmd: CommandFrame, key: bytes) -> None:
     """Raise SignatureError unless the command's MAC verifies under ``key``."""
-    if not constant_time_equal(_command_mac(key, cmd.signed_part), cmd.mac):
+    if not constant_time_equal(envelope_mac(key, cmd.signed_part), cmd.mac):
         raise SignatureError(
             f"command mac does not verify (device {device_id_text(cmd.device_id)}, "
             f"key_id {cmd.key_id}, cmd_seq {cmd.cmd_seq})"

@@ -26,24 +26,22 @@ from patrol_protocol._checks import (
     check_reserved_bits,
     check_uint,
 )
-from patrol_protocol.crypto import constant_time_equal, hmac_sha256
+from patrol_protocol._envelope import HEADER, check_envelope, envelope_mac, read_header, split_body
+from patrol_protocol.crypto import constant_time_equal
 from patrol_protocol.errors import (
     MalformedError,
     OversizedError,
     SignatureError,
-    TruncatedError,
     UnknownKindError,
     VersionError,
 )
 from patrol_protocol.ids import device_id_text
 from patrol_protocol.limits import (
     DEVICE_KEY_BYTES,
-    FRAME_HEADER_BYTES,
     FRAME_MAC_BYTES,
     MAX_ADV_PAYLOAD_BYTES,
     MAX_BODY_BYTES,
     MAX_EQUIPMENT_ITEMS,
-    MAX_FRAME_BYTES,
     PROTOCOL_VERSION,
 )
 
@@ -112,7 +110,6 @@ class CmdResultCode(IntEnum):
     UNSUPPORTED = 4
 
 
-_HEADER: Final = struct.Struct(">BBBBIIIHH")
 _U32: Final = 0xFFFFFFFF
 
 
@@ -162,15 +159,7 @@ class EventFrame:
     raw: bytes
 
     def __post_init__(self) -> None:
-        if len(self.body) > MAX_BODY_BYTES:
-            raise OversizedError(f"body is {len(self.body)} bytes, limit {MAX_BODY_BYTES}")
-        check_bytes("mac", self.mac, FRAME_MAC_BYTES)
-        if (
-            len(self.raw) != FRAME_HEADER_BYTES + len(self.body) + FRAME_MAC_BYTES
-            or self.raw[FRAME_HEADER_BYTES:-FRAME_MAC_BYTES] != self.body
-            or self.raw[-FRAME_MAC_BYTES:] != self.mac
-        ):
-            raise MalformedError("raw must be the 20-byte header + body + mac")
+        check_envelope(self.raw, self.body, self.mac)
 
     @property
     def signed_part(self) -> bytes:
@@ -183,40 +172,20 @@ class EventFrame:
         return f"{device_id_text(self.header.device_id)}:{self.header.seq}"
 
 
-def _frame_mac(key: bytes, signed_part: bytes) -> bytes:
-    return hmac_sha256(key, signed_part)[:FRAME_MAC_BYTES]
-
-
 def decode_frame(raw: bytes) -> EventFrame:
     """Parse an event frame's structure (not its body, not its MAC)."""
     raw = bytes(raw)
-    size = len(raw)
-    if size > MAX_FRAME_BYTES:
-        raise OversizedError(f"frame is {size} bytes, limit {MAX_FRAME_BYTES}")
-    if size == 0:
-        raise TruncatedError("frame is empty")
-    if raw[0] != PROTOCOL_VERSION:
-        raise VersionError(f"version={raw[0]}, expected {PROTOCOL_VERSION}")
-    if size < FRAME_HEADER_BYTES:
-        raise TruncatedError(f"frame header needs {FRAME_HEADER_BYTES} bytes, got {size}")
-    version, kind, key_id, flags, device_id, seq, time_s, time_ms, body_len = _HEADER.unpack_from(
-        raw
+    version, kind, key_id, flags, device_id, seq, time_s, time_ms, body_len = read_header(
+        raw, "frame"
     )
     header = FrameHeader(version, kind, key_id, flags, device_id, seq, time_s, time_ms)
-    if body_len > MAX_BODY_BYTES:
-        raise OversizedError(f"body_len={body_len} exceeds {MAX_BODY_BYTES}")
-    expected = FRAME_HEADER_BYTES + body_len + FRAME_MAC_BYTES
-    if size < expected:
-        raise TruncatedError(f"body_len={body_len} needs a {expected}-byte frame, got {size}")
-    if size > expected:
-        raise MalformedError(f"{size - expected} trailing bytes after the mac")
-    body = raw[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + body_len]
-    return EventFrame(header=header, body=body, mac=raw[-FRAME_MAC_BYTES:], raw=raw)
+    body, mac = split_body(raw, body_len, "frame")
+    return EventFrame(header=header, body=body, mac=mac, raw=raw)
 
 
 def verify_frame(frame: EventFrame, key: bytes) -> None:
     """Raise SignatureError unless the frame's MAC verifies under ``key``."""
-    if not constant_time_equal(_frame_mac(key, frame.signed_part), frame.mac):
+    if not constant_time_equal(envelope_mac(key, frame.signed_part), frame.mac):
         raise SignatureError(
             f"mac does not verify (device {device_id_text(frame.header.device_id)}, "
             f"key_id {frame.header.key_id}, seq {frame.header.seq})"
@@ -244,7 +213,7 @@ def encode_frame(
     decode_body(kind, body)
     check_bytes("key", key, DEVICE_KEY_BYTES)
     signed = (
-        _HEADER.pack(
+        HEADER.pack(
             header.version,
             header.kind,
             header.key_id,
@@ -257,7 +226,7 @@ def encode_frame(
         )
         + body
     )
-    return signed + _frame_mac(key, signed)
+    return signed + envelope_mac(key, signed)
 
 
 # --- bodies -----------------------------------------------------------------------
