@@ -4,7 +4,7 @@
 
 # Messages go to stderr so that pytest's closing summary stays the last line
 # on stdout.
-log() { printf '[scripts/test] %s\n' "$*" >&2; }
+log() { printf '[%s] %s\n' "${LOG_NAME:-scripts/test}" "$*" >&2; }
 
 die() {
     log "ERROR: $*"
