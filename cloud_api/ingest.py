@@ -431,7 +431,7 @@ class _BatchIngest:
                 "internal error on gw_seq %s of batch %s", item.gw_seq, self.batch.batch_id
             )
             internal = Rejected(
-                "malformed",
+                "internal_error",
                 f"internal error ({type(exc).__name__}: {exc}); raw bytes kept for reprocessing",
             )
             self._reject(item, internal)

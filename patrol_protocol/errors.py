@@ -70,5 +70,6 @@ REJECT_REASONS: Final[tuple[str, ...]] = (
     "bad_sun_mac",
     "unknown_tag",
     "clock_skew",
+    "internal_error",
 )
 """Every stable rejection reason of docs/protocol.md (the first seven come from here)."""

@@ -167,7 +167,7 @@ def test_an_internal_error_on_one_item_rejects_only_that_item(
     )
     assert [(r["status"], r["reason"]) for r in results] == [
         ("accepted", None),
-        ("rejected", "malformed"),
+        ("rejected", "internal_error"),
         ("accepted", None),
     ]
     assert [e.seq for e in world.events()] == [1, 3]
