@@ -8,6 +8,7 @@ and pass it in; the CLI reads it once through the cached :func:`get_settings`.
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,6 +88,42 @@ class EdgeSettings(BaseSettings):
     forward_timeout_ms: int = Field(default=10_000, ge=100)
     forward_backoff_min_ms: int = Field(default=500, ge=1)
     forward_backoff_max_ms: int = Field(default=60_000, ge=1)
+
+    # --- BLE ingest (edge_agent.ble) ---------------------------------------------
+    ble_enabled: bool = Field(default=False, description="Scan for BLE adverts with bleak.")
+    ble_adapter: str | None = Field(default=None, description="e.g. hci0; None: BlueZ's default")
+    ble_scanning_mode: Literal["passive", "active"] = Field(
+        default="passive",
+        description="passive needs BlueZ >= 5.56 with --experimental; falls back to active.",
+    )
+    ble_company_id: int = Field(
+        default=0xFFFF, ge=0, le=0xFFFF, description="Company id of the project's signed adverts."
+    )
+    ble_heartbeat_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, description="At most one record per tag per interval."
+    )
+    ble_away_after_s: float = Field(
+        default=60.0, gt=0, le=86_400, description="A tag not heard this long is 'away'."
+    )
+    ble_rssi_alpha: float = Field(
+        default=0.25, gt=0, le=1, description="EWMA weight of the newest RSSI sample."
+    )
+    ble_buffer_adverts: int = Field(
+        default=10_000, ge=1, description="Bounded hand-off: bleak's callback -> worker."
+    )
+    ble_tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="How often the worker checks for away tags."
+    )
+    ble_retry_min_s: float = Field(default=1.0, gt=0, description="First adapter retry delay.")
+    ble_retry_max_s: float = Field(default=60.0, gt=0, description="Longest adapter retry delay.")
+    ble_health_check_s: float = Field(
+        default=10.0, gt=0, description="How often a scanning adapter is checked with BlueZ."
+    )
+    ble_restart_if_silent_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Restart a scanner that heard nothing this long (a BlueZ restart); 0: never.",
+    )
 
     @field_validator("cloud_url")
     @classmethod
