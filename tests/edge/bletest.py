@@ -23,6 +23,8 @@ from typing import Any
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
+from edge_agent.settings import EdgeSettings
+
 IBEACON_ADV = bytes.fromhex("0201061aff4c000215b5b182c7eab14988aa99b5c1517008d900010002c6")
 EDDYSTONE_UID_ADV = bytes.fromhex("0201060303aafe1716aafe00ee8b0ca750095477cb3e770000000000010000")
 """Ranging data 0xee = -18 dBm at 0 m (the spec's advice: -59 dBm at 1 m plus 41)."""
@@ -100,3 +102,18 @@ def manufacturer_adv(company_id: int, payload: bytes) -> bytes:
         + company_id.to_bytes(2, "little")
         + payload
     )
+
+
+def make_settings(queue_path: Path, **overrides: Any) -> EdgeSettings:
+    """Agent settings for BLE tests: nothing listens at cloud_url; 10 s interval, 30 s away."""
+    values: dict[str, Any] = {
+        "cloud_url": "http://127.0.0.1:9",
+        "gateway_id": "gw-test",
+        "gateway_api_key": "not-used-here",
+        "queue_path": queue_path,
+        "ble_heartbeat_interval_s": 10.0,
+        "ble_away_after_s": 30.0,
+        "ble_rssi_alpha": 0.25,
+    }
+    values.update(overrides)
+    return EdgeSettings(**values)

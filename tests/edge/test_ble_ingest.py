@@ -18,6 +18,7 @@ from bletest import (
     advert_vector,
     advertisement,
     device,
+    make_settings,
     manufacturer_adv,
 )
 from hypothesis import given, settings
@@ -25,7 +26,6 @@ from hypothesis import strategies as st
 
 from edge_agent.ble.scanner import BleIngest
 from edge_agent.queue import EdgeQueue, QueuedItem
-from edge_agent.settings import EdgeSettings
 
 T0_MS = 1_795_580_000_000
 """2026-11-25T03:33:20Z on the gateway's wall clock."""
@@ -52,20 +52,6 @@ class Clock:
         """Move both clocks to t_s seconds after the start."""
         self.mono_s = 1000.0 + t_s
         self.wall = T0_MS + round(t_s * 1000)
-
-
-def make_settings(queue_path: Path, **overrides: Any) -> EdgeSettings:
-    values: dict[str, Any] = {
-        "cloud_url": "http://127.0.0.1:9",
-        "gateway_id": "gw-test",
-        "gateway_api_key": "not-used-here",
-        "queue_path": queue_path,
-        "ble_heartbeat_interval_s": 10.0,
-        "ble_away_after_s": 30.0,
-        "ble_rssi_alpha": 0.25,
-    }
-    values.update(overrides)
-    return EdgeSettings(**values)
 
 
 @pytest.fixture
