@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +48,45 @@ class Settings(BaseSettings):
         default=1000,
         description="an NTAG 424 read counter this far past the last one is flagged",
     )
+    # InfluxDB sink (cloud_api.sink): off unless influx_url is set.
+    influx_url: str | None = Field(
+        default=None, description="InfluxDB base URL; unset = no sink, no outbox rows"
+    )
+    sink_run_worker: bool = Field(
+        default=True,
+        description="drain the outbox in this process; False: only fill it (others drain)",
+    )
+    influx_api: Literal["v1", "v2"] = Field(
+        default="v1", description="v1: /write (1.x, v1-compatible); v2: /api/v2/write (2.x/3.x)"
+    )
+    influx_db: str = Field(default="patrol", description="v1 database")
+    influx_rp: str | None = Field(default=None, description="v1 retention policy (default: db's)")
+    influx_username: str | None = None
+    influx_password: SecretStr | None = None
+    influx_org: str = Field(default="patrol", description="v2 organisation")
+    influx_bucket: str = Field(default="patrol", description="v2 bucket")
+    influx_token: SecretStr | None = Field(default=None, description="v2 API token")
+    sink_write_timeout_s: float = Field(
+        default=10.0, gt=0, description="one write to InfluxDB may take this long"
+    )
+    sink_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="an idle worker looks for new outbox rows this often"
+    )
+    sink_batch_points: int = Field(
+        default=5000, ge=1, le=100_000, description="points per write (InfluxDB: 5,000 is best)"
+    )
+    sink_retry_initial_s: float = Field(
+        default=1.0, gt=0, description="first backoff after a failed write; doubles per attempt"
+    )
+    sink_retry_max_s: float = Field(default=300.0, gt=0, description="backoff ceiling")
+    sink_lease_s: float = Field(
+        default=60.0, gt=0, description="claimed rows return to the pool if not done by then"
+    )
+
+    @property
+    def influx_enabled(self) -> bool:
+        """Whether accepted evidence goes to the outbox and a worker drains it."""
+        return self.influx_url is not None
 
     @field_validator("server_key")
     @classmethod
