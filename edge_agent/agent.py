@@ -17,6 +17,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from edge_agent.ble.scanner import BleIngest, BleStatus
 from edge_agent.broker import EmbeddedBroker
 from edge_agent.forwarder import Forwarder
 from edge_agent.mqtt_ingest import IngestStats, MqttIngest
@@ -36,6 +37,8 @@ class AgentStatus:
     queue: QueueStats
     forwarded: int
     rejected_by_cloud: int
+    ble: BleStatus | None = None
+    """None when BLE ingest is disabled (``ble_enabled``)."""
 
 
 class EdgeAgent:
@@ -48,6 +51,7 @@ class EdgeAgent:
         self.broker: EmbeddedBroker | None = None
         self.forwarder = Forwarder(settings, self.queue)
         self.ingest: MqttIngest | None = None
+        self.ble: BleIngest | None = None
         self._stopped = threading.Event()
 
     @property
@@ -70,6 +74,9 @@ class EdgeAgent:
         self.forwarder.start()
         self.ingest = MqttIngest(settings, self.queue, on_committed=self._committed)
         self.ingest.start()
+        if settings.ble_enabled:  # never fatal: no adapter is a reported status, not an error
+            self.ble = BleIngest(settings, self.queue, on_committed=self._committed)
+            self.ble.start()
         if self.broker is not None and not self.wait_ready(_EMBEDDED_READY_TIMEOUT_S):
             raise RuntimeError("the agent did not subscribe on its embedded broker")
 
@@ -92,6 +99,8 @@ class EdgeAgent:
         self._stopped.set()
         if self.ingest is not None:
             self.ingest.stop()
+        if self.ble is not None:
+            self.ble.stop()
         self.forwarder.stop()
         if self.broker is not None:
             self.broker.stop()
@@ -112,6 +121,7 @@ class EdgeAgent:
             queue=self.queue.stats(),
             forwarded=self.forwarder.forwarded,
             rejected_by_cloud=self.forwarder.rejected,
+            ble=None if self.ble is None else self.ble.status(),
         )
 
     def __enter__(self) -> "EdgeAgent":
