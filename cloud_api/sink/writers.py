@@ -24,7 +24,10 @@ from cloud_api.settings import Settings
 MAX_ERROR_TEXT_CHARS = 500
 """The server's error body is kept for people up to this size (stored with the row)."""
 
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_BAD_DATA_STATUS = frozenset({400, 422})
+"""Only these mean "this data will never be accepted"; anything else (401/403/404 of a
+misconfigured sink, 429, 5xx) is retried, since burying good points for a typo'd
+database name would lose them."""
 
 
 class SinkWriteError(Exception):
@@ -37,7 +40,7 @@ class SinkWriteError(Exception):
 
 
 def _status_error(status: int, text: str) -> SinkWriteError:
-    retryable = status in _RETRYABLE_STATUS or status >= 500
+    retryable = status not in _BAD_DATA_STATUS
     return SinkWriteError(
         f"InfluxDB answered HTTP {status}: {text[:MAX_ERROR_TEXT_CHARS]}",
         retryable=retryable,
