@@ -37,8 +37,9 @@ from typing import Final, Literal
 from bleak import BleakAdapter, BleakScanner
 from bleak.args.bluez import BlueZScannerArgs, OrPattern, OrPatternLike
 from bleak.assigned_numbers import AdvertisementDataType
+from bleak.backends.adapter import BaseBleakAdapter
 from bleak.backends.device import BLEDevice
-from bleak.backends.scanner import AdvertisementData
+from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.exc import BleakError
 
 from edge_agent.ble.decoders import APPLE_COMPANY_ID, EDDYSTONE_UUID16, IBEACON_LENGTH, IBEACON_TYPE
@@ -111,13 +112,22 @@ class BleIngest:
         on_committed: Callable[[AppendResult], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         wall_ms: Callable[[], int] = _wall_ms,
+        scanner_backend: type[BaseBleakScanner] | None = None,
+        adapter_backend: type[BaseBleakAdapter] | None = None,
     ) -> None:
         """Nothing runs until :meth:`start`; tests may call :meth:`callback` and
-        :meth:`process_pending` directly with injected clocks."""
+        :meth:`process_pending` directly with injected clocks.
+
+        ``scanner_backend`` / ``adapter_backend`` are bleak's own hook for a backend
+        other than the platform's (None: BlueZ on Linux); tests plug in a scripted
+        radio there, since no Bluetooth radio exists in CI.
+        """
         self.settings = settings
         self.queue = queue
         self.on_committed = on_committed
         self._monotonic = monotonic
+        self._scanner_backend = scanner_backend
+        self._adapter_backend = adapter_backend
         self._wall_ms = wall_ms
         self.tracker = TagTracker(
             TrackerConfig(
@@ -235,7 +245,10 @@ class BleIngest:
     async def _start_scanner(self) -> tuple[BleakScanner, str]:
         if self.settings.ble_scanning_mode == "passive" and not self._passive_unsupported:
             scanner = BleakScanner(
-                self.callback, scanning_mode="passive", bluez=self._bluez_args(passive=True)
+                self.callback,
+                scanning_mode="passive",
+                bluez=self._bluez_args(passive=True),
+                backend=self._scanner_backend,
             )
             try:
                 await scanner.start()
@@ -246,13 +259,16 @@ class BleIngest:
                 self._passive_unsupported = True
                 _log.warning("passive BLE scanning unavailable (%s); scanning actively", exc)
         scanner = BleakScanner(
-            self.callback, scanning_mode="active", bluez=self._bluez_args(passive=False)
+            self.callback,
+            scanning_mode="active",
+            bluez=self._bluez_args(passive=False),
+            backend=self._scanner_backend,
         )
         await scanner.start()
         return scanner, "active"
 
     async def _check_adapter(self) -> None:
-        await BleakAdapter.get(bluez=self._bluez_args(passive=False))
+        await BleakAdapter.get(bluez=self._bluez_args(passive=False), backend=self._adapter_backend)
 
     def _set_broken(self, exc: BaseException) -> None:
         self._failures += 1
