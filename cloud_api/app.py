@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_api.api.deps import AppContext
-from cloud_api.api.routes import events, health, ingest, provisioning
+from cloud_api.api.routes import chain, devices, events, health, ingest, provisioning
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
 from cloud_api.models import utcnow
@@ -117,5 +117,7 @@ def create_app(
     app.include_router(ingest.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(provisioning.router, prefix=API_PREFIX)
+    app.include_router(chain.router, prefix=API_PREFIX)
+    app.include_router(devices.router, prefix=API_PREFIX)
     app.openapi = _openapi_with_ingest_batch(app)  # type: ignore[method-assign]
     return app

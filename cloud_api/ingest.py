@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from cloud_api import chain, sequences
 from cloud_api.crypto_store import SecretBox
 from cloud_api.models import (
     AdvertObservation,
@@ -68,6 +69,7 @@ from patrol_protocol.batch import (
     decode_b64_item,
 )
 from patrol_protocol.errors import ProtocolError
+from patrol_protocol.frames import Eviction
 from patrol_protocol.limits import MAX_BATCH_ITEMS
 
 log = logging.getLogger(__name__)
@@ -371,6 +373,10 @@ class _BatchIngest:
         self.policy = policy
         self.now = now
         self.counts = _Counts()
+        # What this batch accepts, sealed into the site's hash chain and the wearables'
+        # sequence state at the end of the batch (cloud_api.chain, cloud_api.sequences).
+        self.chained: list[chain.ChainRecord] = []
+        self.device_seqs: dict[int, sequences.DeviceBatch] = {}
 
     def run(self) -> IngestResponse:
         results = [self._one(item) for item in self.batch.items]
@@ -383,6 +389,7 @@ class _BatchIngest:
                 self.counts.rejected += 1
                 reason = result.reason or "?"
                 self.counts.reasons[reason] = self.counts.reasons.get(reason, 0) + 1
+        self._seal()
         self.session.add(
             IngestLog(
                 batch_id=str(self.batch.batch_id),
@@ -512,7 +519,31 @@ class _BatchIngest:
                 _RAISE_TAG_COUNTER,
                 {"tag_pk": verified.nfc_tag_id, "counter": verified.sun_read_counter},
             )
+        self._chain_frame(event_id, verified, item)
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
+
+    def _seal(self) -> None:
+        """Chain head first, then wearables in id order: one lock order for every process."""
+        chain.append(self.session, self.gateway.site_id, self.chained)
+        sequences.record_batch(self.session, self.device_seqs)
+
+    def _chain_frame(self, event_id: int, v: VerifiedFrame, item: DeviceFrameItem) -> None:
+        h = v.frame.header
+        self.chained.append(
+            chain.ChainRecord(
+                chain.RecordType.DEVICE_FRAME,
+                event_id,
+                v.frame.idempotency_key,
+                self.gateway.gateway_id,
+                self.now,
+                item.received_at,
+                v.frame.raw,
+            )
+        )
+        device = self.device_seqs.setdefault(h.device_id, sequences.DeviceBatch())
+        device.seqs.append(h.seq)
+        if isinstance(v.body, Eviction):
+            device.evictions.append((v.body.first_seq, v.body.last_seq))
 
     def _event_row(self, v: VerifiedFrame, item: DeviceFrameItem) -> dict[str, Any]:
         h = v.frame.header
@@ -575,10 +606,22 @@ class _BatchIngest:
             "fields": verified.fields,
             "flags": [] if self.batch.clock_synced else ["gateway_clock_unsynced"],
         }
-        if _insert_ignore(self.session, _adverts, row) is None:
+        advert_id = _insert_ignore(self.session, _adverts, row)
+        if advert_id is None:
             stored = self._existing_advert(verified.key)
             assert stored is not None  # the only unique constraint is on key
             return self._advert_same_or_replay(stored, payload, verified.key, item.gw_seq)
+        self.chained.append(
+            chain.ChainRecord(
+                chain.RecordType.ADVERT,
+                advert_id,
+                verified.key,
+                self.gateway.gateway_id,
+                self.now,
+                item.received_at,
+                payload,
+            )
+        )
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=verified.key)
 
     def _observation(self, item: ObservationItem) -> ItemResult:
@@ -595,7 +638,8 @@ class _BatchIngest:
             "gateway_clock_synced": self.batch.clock_synced,
             "ingested_at": self.now,
         }
-        if _insert_ignore(self.session, _gateway_observations, row) is None:
+        observation_id = _insert_ignore(self.session, _gateway_observations, row)
+        if observation_id is None:
             stored = self.session.execute(
                 select(GatewayObservation.observation).where(
                     GatewayObservation.gateway_pk == self.gateway.id,
@@ -607,6 +651,17 @@ class _BatchIngest:
                     "seq_conflict", f"{key} is already stored with different content", key=key
                 )
             return ItemResult(gw_seq=item.gw_seq, status="duplicate", key=key)
+        self.chained.append(
+            chain.ChainRecord(
+                chain.RecordType.OBSERVATION,
+                observation_id,
+                key,
+                self.gateway.gateway_id,
+                self.now,
+                item.received_at,
+                chain.observation_payload(item.observation),
+            )
+        )
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
 
 

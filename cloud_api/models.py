@@ -282,3 +282,54 @@ class IngestLog(Base):
     clock_synced: Mapped[bool]
     sent_at: Mapped[datetime]
     received_at: Mapped[datetime]
+
+
+class ChainHead(Base):
+    """The head of a site's hash chain; its row lock serialises appends across processes."""
+
+    __tablename__ = "chain_heads"
+
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    length: Mapped[int] = mapped_column(BigInteger, default=0)
+    head_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChainEntry(Base):
+    """One link of a site's chain: which record, at which position, with which hash.
+
+    ``record_type`` names the table (``cloud_api.chain.RecordType``) and ``record_id``
+    its row; the format of the hashed bytes is in docs/hash-chain.md.
+    """
+
+    __tablename__ = "chain_entries"
+    __table_args__ = (UniqueConstraint("site_id", "position", name="uq_chain_site_position"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    position: Mapped[int] = mapped_column(BigInteger)
+    record_type: Mapped[int] = mapped_column(SmallInteger)
+    record_id: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class DeviceSequence(Base):
+    """Per wearable (wire ``device_id``): the highest seq seen and how many were received."""
+
+    __tablename__ = "device_sequences"
+
+    device_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    highest_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    received: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SequenceRange(Base):
+    """A run of a wearable's seqs never received: ``lost``, or ``evicted`` by the wearable."""
+
+    __tablename__ = "sequence_ranges"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10))

@@ -51,3 +51,23 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     typer.echo(dist_version("patrol-verification"))
+
+
+chain_app = typer.Typer(help="The per-site hash chain of accepted evidence.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
+
+
+@chain_app.command("verify")
+def chain_verify(
+    database_url: Annotated[
+        str,
+        typer.Option(
+            help="SQLAlchemy URL of the cloud database.", envvar="PATROL_CLOUD_DATABASE_URL"
+        ),
+    ],
+    site: Annotated[str, typer.Option(help="Site id or exact site name.")],
+) -> None:
+    """Recompute a site's chain, print its head; exit 1 at the first broken link."""
+    from cloud_api.chain import verify_site
+
+    raise typer.Exit(verify_site(database_url, site, typer.echo))
