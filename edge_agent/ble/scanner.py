@@ -57,6 +57,10 @@ MAX_DRAIN_SIGHTINGS: Final = 5_000
 STOP_TIMEOUT_S: Final = 10.0
 """How long stop() waits for bleak to stop scanning before giving up on the thread."""
 REASON_INTERNAL: Final = "internal_error"
+MIN_RSSI_DBM: Final = -128
+MAX_RSSI_DBM: Final = 127
+"""The batch's rssi_dbm is an i8; BlueZ reports an int16 (127 can mean "unknown"),
+so a value beyond i8 is clamped rather than failing the whole batch's validation."""
 
 
 def _wall_ms() -> int:
@@ -162,7 +166,7 @@ class BleIngest:
         """bleak's detection callback: copy into a Sighting, buffer it, nothing else."""
         sighting = Sighting(
             address=str(device.address),
-            rssi_dbm=int(adv.rssi),
+            rssi_dbm=min(max(int(adv.rssi), MIN_RSSI_DBM), MAX_RSSI_DBM),
             received_at_ms=self._wall_ms(),
             monotonic_s=self._monotonic(),
             manufacturer_data=tuple(

@@ -281,7 +281,7 @@ _svc = st.one_of(
                 _svc,
                 max_size=2,
             ),
-            st.integers(-128, 127),
+            st.integers(-(2**15), 2**15 - 1),  # BlueZ's RSSI is an int16
         ),
         min_size=1,
         max_size=8,
@@ -301,6 +301,7 @@ def test_fuzzed_adverts_never_crash_the_worker(
                     device(TAG_ADDR), AdvertisementData(None, mfr, svc, [], None, rssi, ())
                 )
             ingest.process_pending()
+            assert all(-128 <= i.rssi_dbm <= 127 for i in queue.peek_batch(100) if i.rssi_dbm)
             counters = ingest.tracker.counters
             assert counters.sightings == len(adverts)
             assert set(counters.bad) <= PROTOCOL_REASONS
@@ -309,3 +310,13 @@ def test_fuzzed_adverts_never_crash_the_worker(
             assert all(d.topic == f"ble/{TAG_ADDR}" and d.detail for d in dead)
         finally:
             queue.close()
+
+
+@pytest.mark.parametrize(("rssi", "stored"), [(-200, -128), (-128, -128), (127, 127), (300, 127)])
+def test_rssi_beyond_i8_is_clamped(
+    edge_queue: EdgeQueue, clock: Clock, rssi: int, stored: int
+) -> None:
+    ingest = make_ingest(edge_queue, clock)
+    ingest.callback(device(TAG_ADDR), advertisement(EQUIP_ADV, rssi))
+    ingest.process_pending()
+    assert [i.rssi_dbm for i in edge_queue.peek_batch(10)] == [stored]

@@ -58,6 +58,7 @@ def _ingest(ctx: AppContext, gateway: Gateway, batch: ParsedBatch) -> IngestResp
             box=ctx.box,
             policy=ctx.policy,
             now=ctx.clock(),
+            outbox=ctx.settings.influx_enabled,
         )
 
 

@@ -1,0 +1,270 @@
+"""The outbox drain: claim rows, write them to InfluxDB, delete them after success.
+
+:func:`drain_once` is one pass (a claim, then writes of at most
+``batch_points`` lines each); :class:`SinkWorker` runs passes in a thread
+until stopped, sleeping ``poll_interval_s`` when idle or after a failure. Every
+API process may run one: claims are leased and skip each other's rows.
+
+Failures: a retryable one (InfluxDB down, timeout, 5xx) gives the rest of the
+claim back with an exponential backoff per row; a 400 (InfluxDB refuses the
+data) on several rows retries each row alone, and a single refused row is
+buried (kept with the server's reason, out of the queue), so one bad row never
+blocks the others. Logged once when writes start failing and once on recovery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from cloud_api.db import session_scope
+from cloud_api.models import utcnow
+from cloud_api.settings import Settings
+from cloud_api.sink.outbox import ClaimedRow, bury, claim, complete, release
+from cloud_api.sink.writers import LineWriter, SinkWriteError, make_writer
+
+log = logging.getLogger(__name__)
+
+CLAIM_ROWS = 64
+"""Rows leased per pass: one row is one ingest batch (up to 500 events, a few points each)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DrainPolicy:
+    """How a worker batches and retries (from :class:`~cloud_api.settings.Settings`)."""
+
+    batch_points: int = 5000
+    lease_s: float = 60.0
+    retry_initial_s: float = 1.0
+    retry_max_s: float = 300.0
+    claim_rows: int = CLAIM_ROWS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DrainPolicy:
+        return cls(
+            batch_points=settings.sink_batch_points,
+            lease_s=settings.sink_lease_s,
+            retry_initial_s=settings.sink_retry_initial_s,
+            retry_max_s=settings.sink_retry_max_s,
+        )
+
+
+@dataclass
+class DrainResult:
+    """What one pass did."""
+
+    claimed_rows: int = 0
+    written_points: int = 0
+    written_rows: int = 0
+    failed_rows: int = 0
+    buried_rows: int = 0
+    error: str | None = None
+
+
+def chunks(rows: Sequence[ClaimedRow], batch_points: int) -> Iterator[list[ClaimedRow]]:
+    """Consecutive groups of rows with at most ``batch_points`` lines (a bigger row alone)."""
+    group: list[ClaimedRow] = []
+    size = 0
+    for row in rows:
+        if group and size + row.n_points > batch_points:
+            yield group
+            group, size = [], 0
+        group.append(row)
+        size += row.n_points
+    if group:
+        yield group
+
+
+def _body(rows: Sequence[ClaimedRow]) -> bytes:
+    return "\n".join([row.lines for row in rows]).encode()
+
+
+def drain_once(
+    engine: Engine,
+    writer: LineWriter,
+    *,
+    owner: str,
+    policy: DrainPolicy,
+    clock: Callable[[], datetime] = utcnow,
+) -> DrainResult:
+    """One pass: claim due rows, write them in chunks, delete what InfluxDB stored."""
+    result = DrainResult()
+    with session_scope(engine) as session:
+        rows = claim(
+            session,
+            owner=owner,
+            now=clock(),
+            lease_s=policy.lease_s,
+            max_rows=policy.claim_rows,
+        )
+    result.claimed_rows = len(rows)
+    groups = list(chunks(rows, policy.batch_points))
+    for index, group in enumerate(groups):
+        try:
+            writer.write(_body(group))
+        except SinkWriteError as exc:
+            if exc.retryable:
+                rest = [row for later in groups[index:] for row in later]
+                with session_scope(engine) as session:
+                    release(
+                        session,
+                        owner=owner,
+                        rows=rest,
+                        now=clock(),
+                        error=str(exc),
+                        initial_s=policy.retry_initial_s,
+                        max_s=policy.retry_max_s,
+                    )
+                result.failed_rows += len(rest)
+                result.error = str(exc)
+                return result
+            _write_one_by_one(
+                engine, writer, group, owner=owner, policy=policy, clock=clock, result=result
+            )
+            continue
+        with session_scope(engine) as session:
+            complete(session, owner=owner, ids=[row.id for row in group])
+        result.written_rows += len(group)
+        result.written_points += sum(row.n_points for row in group)
+    return result
+
+
+def _write_one_by_one(
+    engine: Engine,
+    writer: LineWriter,
+    group: Sequence[ClaimedRow],
+    *,
+    owner: str,
+    policy: DrainPolicy,
+    clock: Callable[[], datetime],
+    result: DrainResult,
+) -> None:
+    """InfluxDB refused a chunk's data: find the refused rows, write the others."""
+    for row in group:
+        try:
+            writer.write(_body([row]))
+        except SinkWriteError as exc:
+            with session_scope(engine) as session:
+                if exc.retryable:
+                    release(
+                        session,
+                        owner=owner,
+                        rows=[row],
+                        now=clock(),
+                        error=str(exc),
+                        initial_s=policy.retry_initial_s,
+                        max_s=policy.retry_max_s,
+                    )
+                    result.failed_rows += 1
+                else:
+                    log.error("InfluxDB refused outbox row %d; kept as dead: %s", row.id, exc)
+                    bury(session, owner=owner, row=row, now=clock(), error=str(exc))
+                    result.buried_rows += 1
+            result.error = str(exc)
+            continue
+        with session_scope(engine) as session:
+            complete(session, owner=owner, ids=[row.id])
+        result.written_rows += 1
+        result.written_points += row.n_points
+
+
+def drain(
+    engine: Engine,
+    writer: LineWriter,
+    *,
+    owner: str,
+    policy: DrainPolicy,
+    clock: Callable[[], datetime] = utcnow,
+) -> DrainResult:
+    """Passes until nothing is due or a write fails; totals of all passes."""
+    total = DrainResult()
+    while True:
+        one = drain_once(engine, writer, owner=owner, policy=policy, clock=clock)
+        total.claimed_rows += one.claimed_rows
+        total.written_points += one.written_points
+        total.written_rows += one.written_rows
+        total.failed_rows += one.failed_rows
+        total.buried_rows += one.buried_rows
+        total.error = one.error or total.error
+        if one.claimed_rows == 0 or one.failed_rows:
+            return total
+
+
+def worker_id() -> str:
+    """A lease owner name unique to this process and worker: host pid and random part."""
+    return f"{os.uname().nodename[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class SinkWorker:
+    """Drains the outbox in a background thread until :meth:`stop`."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        writer: LineWriter,
+        *,
+        policy: DrainPolicy,
+        poll_interval_s: float,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.writer = writer
+        self.policy = policy
+        self.poll_interval_s = poll_interval_s
+        self.clock = clock
+        self.owner = worker_id()
+        self.points_written = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="influx-sink", daemon=True)
+        self._failing = False
+
+    @classmethod
+    def from_settings(cls, engine: Engine, settings: Settings) -> SinkWorker:
+        return cls(
+            engine,
+            make_writer(settings),
+            policy=DrainPolicy.from_settings(settings),
+            poll_interval_s=settings.sink_poll_interval_s,
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the pass in progress, then stop and close the writer."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+        self.writer.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                result = drain(
+                    self.engine,
+                    self.writer,
+                    owner=self.owner,
+                    policy=self.policy,
+                    clock=self.clock,
+                )
+            except Exception:
+                # The outer loop: a database hiccup must not end the worker for good.
+                log.exception("InfluxDB sink pass failed; retrying in %s s", self.poll_interval_s)
+                self._stop.wait(self.poll_interval_s)
+                continue
+            self.points_written += result.written_points
+            if result.failed_rows and not self._failing:
+                self._failing = True
+                log.warning("InfluxDB writes failing, outbox keeps the points: %s", result.error)
+            elif result.written_points and self._failing:
+                self._failing = False
+                log.warning("InfluxDB writes recovered")
+            if result.claimed_rows == 0 or result.failed_rows:
+                self._stop.wait(self.poll_interval_s)
