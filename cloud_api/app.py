@@ -25,6 +25,7 @@ from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
 from cloud_api.models import utcnow
 from cloud_api.settings import Settings, get_settings
+from cloud_api.sink.worker import SinkWorker
 from cloud_api.verify import VerifyPolicy
 from patrol_protocol.batch import IngestBatch
 
@@ -101,7 +102,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The InfluxDB sink drains the outbox in every process (leased claims).
+        sink = (
+            SinkWorker.from_settings(engine, settings)
+            if settings.influx_enabled and settings.sink_run_worker
+            else None
+        )
+        if sink is not None:
+            sink.start()
         yield
+        if sink is not None:
+            sink.stop()
         engine.dispose()
 
     app = FastAPI(

@@ -47,6 +47,7 @@ from cloud_api.models import (
     utcnow,
 )
 from cloud_api.provisioning import device_key_context, tag_key_context
+from cloud_api.sink.outbox import OutboxBuffer
 from cloud_api.verify import (
     FrameContext,
     KeyRef,
@@ -365,6 +366,7 @@ class _BatchIngest:
         box: SecretBox,
         policy: VerifyPolicy,
         now: datetime,
+        outbox: bool = False,
     ) -> None:
         self.session = session
         self.gateway = gateway
@@ -377,6 +379,12 @@ class _BatchIngest:
         # sequence state at the end of the batch (cloud_api.chain, cloud_api.sequences).
         self.chained: list[chain.ChainRecord] = []
         self.device_seqs: dict[int, sequences.DeviceBatch] = {}
+        # InfluxDB points of what this batch accepts, one outbox row in this transaction.
+        self.outbox = (
+            OutboxBuffer(session, site_id=gateway.site_id, gateway_id=gateway.gateway_id)
+            if outbox
+            else None
+        )
 
     def run(self) -> IngestResponse:
         results = [self._one(item) for item in self.batch.items]
@@ -389,6 +397,8 @@ class _BatchIngest:
                 self.counts.rejected += 1
                 reason = result.reason or "?"
                 self.counts.reasons[reason] = self.counts.reasons.get(reason, 0) + 1
+        if self.outbox is not None:
+            self.outbox.flush(self.now)
         self._seal()
         self.session.add(
             IngestLog(
@@ -503,7 +513,8 @@ class _BatchIngest:
             gateway_site_id=self.gateway.site_id,
         )
         verified = verify_frame_body(auth, keys=self.keys, ctx=ctx, policy=self.policy)
-        event_id = _insert_ignore(self.session, _events, self._event_row(verified, item))
+        event_row = self._event_row(verified, item)
+        event_id = _insert_ignore(self.session, _events, event_row)
         if event_id is None:
             stored = self._existing_frame(header.device_id, header.seq)
             if stored is not None:  # a concurrent process stored it first
@@ -519,6 +530,8 @@ class _BatchIngest:
                 _RAISE_TAG_COUNTER,
                 {"tag_pk": verified.nfc_tag_id, "counter": verified.sun_read_counter},
             )
+        if self.outbox is not None:
+            self.outbox.add_event(event_row)
         self._chain_frame(event_id, verified, item)
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
 
@@ -611,6 +624,8 @@ class _BatchIngest:
             stored = self._existing_advert(verified.key)
             assert stored is not None  # the only unique constraint is on key
             return self._advert_same_or_replay(stored, payload, verified.key, item.gw_seq)
+        if self.outbox is not None:
+            self.outbox.add_advert(row)
         self.chained.append(
             chain.ChainRecord(
                 chain.RecordType.ADVERT,
@@ -651,6 +666,8 @@ class _BatchIngest:
                     "seq_conflict", f"{key} is already stored with different content", key=key
                 )
             return ItemResult(gw_seq=item.gw_seq, status="duplicate", key=key)
+        if self.outbox is not None:
+            self.outbox.add_observation(row)
         self.chained.append(
             chain.ChainRecord(
                 chain.RecordType.OBSERVATION,
@@ -673,11 +690,13 @@ def ingest_batch(
     box: SecretBox,
     policy: VerifyPolicy,
     now: datetime | None = None,
+    outbox: bool = False,
 ) -> IngestResponse:
     """Verify and store every item of ``batch`` in the caller's transaction; one result each.
 
     The caller commits (the route does, once per batch). ``now`` is the server's
-    clock, injectable for tests.
+    clock, injectable for tests. ``outbox``: also queue the accepted items' InfluxDB
+    points (:mod:`cloud_api.sink`) in the same transaction.
     """
     parsed = (
         ParsedBatch(
@@ -697,4 +716,5 @@ def ingest_batch(
         box=box,
         policy=policy,
         now=now if now is not None else utcnow(),
+        outbox=outbox,
     ).run()

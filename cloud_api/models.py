@@ -333,3 +333,28 @@ class SequenceRange(Base):
     first_seq: Mapped[int] = mapped_column(BigInteger)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(10))
+
+
+class InfluxOutbox(Base):
+    """Line protocol waiting for InfluxDB, written in the same transaction as the evidence.
+
+    One row per ingest batch (only when a sink is configured). A worker claims rows
+    with a lease (``lease_owner``, ``lease_until``; ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL), writes them, and deletes them only after InfluxDB accepted the
+    write; a failed write releases the rows with ``next_attempt_at`` pushed back.
+    Rows InfluxDB refuses as bad data (HTTP 400) keep their lines, with
+    ``dead_at`` and the server's reason in ``last_error``.
+    """
+
+    __tablename__ = "influx_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    n_points: Mapped[int] = mapped_column(Integer)
+    lines: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dead_at: Mapped[datetime | None]
