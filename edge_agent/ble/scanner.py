@@ -288,11 +288,16 @@ class BleIngest:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake_scanner.wait(), timeout_s)
 
+    def _run_scanner(self, loop: asyncio.AbstractEventLoop) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._scan())
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
     async def _scan(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake_scanner = asyncio.Event()
-        if self._stopping.is_set():
-            return
         settings = self.settings
         delay_s = settings.ble_retry_min_s
         while not self._stopping.is_set():
@@ -344,10 +349,13 @@ class BleIngest:
     def start(self) -> None:
         """Start the worker and the scanner threads (the scanner retries on its own)."""
         self._state = "starting"
+        # loop and event exist before the thread runs, so stop() can always wake it
+        loop = asyncio.new_event_loop()
+        self._loop, self._wake_scanner = loop, asyncio.Event()
         self._threads = [
             threading.Thread(target=self._work, name="ble-worker", daemon=True),
             threading.Thread(
-                target=lambda: asyncio.run(self._scan()), name="ble-scanner", daemon=True
+                target=self._run_scanner, args=(loop,), name="ble-scanner", daemon=True
             ),
         ]
         for thread in self._threads:
