@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from collections.abc import Iterator
@@ -320,3 +321,27 @@ def test_rssi_beyond_i8_is_clamped(
     ingest.callback(device(TAG_ADDR), advertisement(EQUIP_ADV, rssi))
     ingest.process_pending()
     assert [i.rssi_dbm for i in edge_queue.peek_batch(10)] == [stored]
+
+
+def test_tlm_from_an_address_without_uid_is_named_by_address(
+    edge_queue: EdgeQueue, clock: Clock
+) -> None:
+    ingest = make_ingest(edge_queue, clock)
+    ingest.callback(device(TAG_ADDR), advertisement(EDDYSTONE_TLM_ADV, -66))
+    ingest.process_pending()
+    (health,) = observations(edge_queue.peek_batch(10))
+    assert health["tag"] == f"eddystone-addr:{TAG_ADDR}"
+
+
+def test_full_tag_table_forgets_the_longest_silent_tag(edge_queue: EdgeQueue, clock: Clock) -> None:
+    ingest = make_ingest(edge_queue, clock)
+    tracker = ingest.tracker
+    tracker.config = dataclasses.replace(tracker.config, max_tags=2)
+    for n, major in enumerate((1, 2, 3)):
+        clock.set(n)
+        adv = IBEACON_ADV[:-5] + major.to_bytes(2, "big") + IBEACON_ADV[-3:]
+        ingest.callback(device(TAG_ADDR), advertisement(adv, -60))
+    ingest.process_pending()
+    prefix = "ibeacon:b5b182c7-eab1-4988-aa99-b5c1517008d9"
+    assert sorted(tracker.tags) == [f"{prefix}:2:2", f"{prefix}:3:2"]
+    assert tracker.counters.tags_forgotten == 1
