@@ -32,8 +32,8 @@ from cloud_api.sink.schema import (
     LineProtocolError,
     Point,
     encode_line,
+    lines_for_event,
     points_for_advert,
-    points_for_event,
     points_for_observation,
 )
 
@@ -74,12 +74,13 @@ class OutboxBuffer:
 
     def add_event(self, row: Mapping[str, Any]) -> None:
         """Points of an accepted device frame (``row`` as inserted into ``events``)."""
-        self._add(
-            points_for_event(
+        try:
+            self._lines += lines_for_event(
                 row, site_id=self._site_id, post_id=self._post_of(row.get("checkpoint_id"))
-            ),
-            f"event {row['device_id']:08x}:{row['seq']}",
-        )
+            )
+        except LineProtocolError:
+            # The evidence is stored either way; only its time-series copy is lost.
+            log.exception("no InfluxDB point for event %08x:%d", row["device_id"], row["seq"])
 
     def add_advert(self, row: Mapping[str, Any]) -> None:
         """Points of an accepted advert (``row`` as inserted into ``advert_observations``)."""

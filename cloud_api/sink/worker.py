@@ -18,7 +18,9 @@ import logging
 import os
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -94,7 +96,13 @@ def drain_once(
     policy: DrainPolicy,
     clock: Callable[[], datetime] = utcnow,
 ) -> DrainResult:
-    """One pass: claim due rows, write them in chunks, delete what InfluxDB stored."""
+    """One pass: claim due rows, write them in chunks, delete what InfluxDB stored.
+
+    Chunk k+1 is on the wire while chunk k's rows are deleted (two writes at most
+    in flight, in order, on one writer thread). Every chunk's own outcome decides
+    its rows' fate; after a retryable failure nothing more is sent and every
+    unconfirmed row is released.
+    """
     result = DrainResult()
     with session_scope(engine) as session:
         rows = claim(
@@ -106,34 +114,69 @@ def drain_once(
         )
     result.claimed_rows = len(rows)
     groups = list(chunks(rows, policy.batch_points))
-    for index, group in enumerate(groups):
-        try:
-            writer.write(_body(group))
-        except SinkWriteError as exc:
-            if exc.retryable:
-                rest = [row for later in groups[index:] for row in later]
-                with session_scope(engine) as session:
-                    release(
-                        session,
-                        owner=owner,
-                        rows=rest,
-                        now=clock(),
-                        error=str(exc),
-                        initial_s=policy.retry_initial_s,
-                        max_s=policy.retry_max_s,
-                    )
-                result.failed_rows += len(rest)
-                result.error = str(exc)
-                return result
-            _write_one_by_one(
-                engine, writer, group, owner=owner, policy=policy, clock=clock, result=result
-            )
-            continue
+    unsent: list[ClaimedRow] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-write") as pool:
+        in_flight: deque[tuple[Future[None], list[ClaimedRow]]] = deque()
+        for index, group in enumerate(groups):
+            if result.error is not None and result.failed_rows:
+                unsent = [row for later in groups[index:] for row in later]
+                break
+            in_flight.append((pool.submit(writer.write, _body(group)), group))
+            if len(in_flight) > 1:
+                _settle(engine, writer, *in_flight.popleft(), owner, policy, clock, result)
+        while in_flight:
+            _settle(engine, writer, *in_flight.popleft(), owner, policy, clock, result)
+    if unsent:
         with session_scope(engine) as session:
-            complete(session, owner=owner, ids=[row.id for row in group])
-        result.written_rows += len(group)
-        result.written_points += sum(row.n_points for row in group)
+            release(
+                session,
+                owner=owner,
+                rows=unsent,
+                now=clock(),
+                error=result.error or "not sent after an earlier failure",
+                initial_s=policy.retry_initial_s,
+                max_s=policy.retry_max_s,
+            )
+        result.failed_rows += len(unsent)
     return result
+
+
+def _settle(
+    engine: Engine,
+    writer: LineWriter,
+    future: Future[None],
+    group: list[ClaimedRow],
+    owner: str,
+    policy: DrainPolicy,
+    clock: Callable[[], datetime],
+    result: DrainResult,
+) -> None:
+    """Wait for one chunk's write; delete its rows, release them, or sort out bad data."""
+    try:
+        future.result()
+    except SinkWriteError as exc:
+        if exc.retryable:
+            with session_scope(engine) as session:
+                release(
+                    session,
+                    owner=owner,
+                    rows=group,
+                    now=clock(),
+                    error=str(exc),
+                    initial_s=policy.retry_initial_s,
+                    max_s=policy.retry_max_s,
+                )
+            result.failed_rows += len(group)
+            result.error = str(exc)
+            return
+        _write_one_by_one(
+            engine, writer, group, owner=owner, policy=policy, clock=clock, result=result
+        )
+        return
+    with session_scope(engine) as session:
+        complete(session, owner=owner, ids=[row.id for row in group])
+    result.written_rows += len(group)
+    result.written_points += sum(row.n_points for row in group)
 
 
 def _write_one_by_one(

@@ -14,6 +14,7 @@ from cloud_api.sink.schema import (
     compliance_point,
     encode_line,
     encode_lines,
+    lines_for_event,
     points_for_advert,
     points_for_event,
     points_for_observation,
@@ -209,3 +210,41 @@ def test_two_events_in_one_millisecond_are_both_kept(influx: tuple[str, str]) ->
         (T_MS * 1_000_000 + 42, 42),
     ]
     assert [r["seq"] for r in rows(url, db, 'SELECT "seq" FROM "bare"')] == [42]
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        _event(Kind.NFC_SCAN, 41, {"tag_type": 2, "uid": "04a1"}),
+        _event(Kind.NFC_SCAN, 42, {"tag_type": 1}, sun_read_counter=61, flags=[]),
+        _event(
+            Kind.BLE_VISIT,
+            43,
+            {"rssi_dbm": -70, "dwell_s": 12},
+            flags=["clock_skew", "gateway clock, unsynced"],
+            assurance="medium",
+        ),
+        _event(
+            Kind.HEARTBEAT,
+            44,
+            {
+                "battery_pct": 5,
+                "battery_mv": 3300,
+                "status": 3,
+                "queue_depth": 0,
+                "items": [
+                    {"tag_id": 0xE001, "rssi_dbm": -60, "battery_pct": 55},
+                    {"tag_id": 0xE002, "rssi_dbm": -90, "battery_pct": 0},
+                ],
+            },
+            checkpoint_id=None,
+        ),
+        _event(Kind.SOS, 45, {"trigger": 3}),
+        _event(Kind.BOOT, 46, {}),
+    ],
+    ids=["nfc21x", "nfc424", "ble", "heartbeat", "sos", "boot"],
+)
+def test_fast_lines_equal_the_encoded_points(row: dict[str, object]) -> None:
+    for site_id, post_id in [(1, 2), (None, None)]:
+        expected = [encode_line(p) for p in points_for_event(row, site_id=site_id, post_id=post_id)]
+        assert lines_for_event(row, site_id=site_id, post_id=post_id) == expected
