@@ -266,27 +266,36 @@ def points_for_event(
     return []
 
 
-@functools.lru_cache(maxsize=65_536)
-def _event_prefix(
-    measurement: str,
-    site_id: int | None,
-    post_id: int | None,
-    checkpoint_id: int | None,
-    device_id: int,
-    method: str | None,
-    assurance: str | None,
-    trigger: str | None,
-) -> str:
-    tags = _tags(
-        site=site_id,
-        post=post_id,
-        checkpoint=checkpoint_id,
-        device=device_text(device_id),
-        method=method,
-        assurance=assurance,
-        trigger=trigger,
-    )
-    return series_prefix(measurement, tags)
+MAX_CACHED_PREFIXES = 65_536
+"""Series prefixes kept for the hot path: a company's devices x checkpoints fit; then reset."""
+
+_prefixes: dict[tuple[Any, ...], str] = {}
+_NFC_SCAN = int(Kind.NFC_SCAN)
+_BLE_VISIT = int(Kind.BLE_VISIT)
+_HEARTBEAT = int(Kind.HEARTBEAT)
+
+
+def _event_prefix(key: tuple[Any, ...]) -> str:
+    """The escaped series of ``(measurement, site, post, checkpoint, device, method,
+    assurance)``, cached in a plain dict (cheaper per call than ``lru_cache``)."""
+    prefix = _prefixes.get(key)
+    if prefix is None:
+        measurement, site_id, post_id, checkpoint_id, device_id, method, assurance = key
+        prefix = series_prefix(
+            measurement,
+            _tags(
+                site=site_id,
+                post=post_id,
+                checkpoint=checkpoint_id,
+                device=device_text(device_id),
+                method=method,
+                assurance=assurance,
+            ),
+        )
+        if len(_prefixes) >= MAX_CACHED_PREFIXES:
+            _prefixes.clear()
+        _prefixes[key] = prefix
+    return prefix
 
 
 def lines_for_event(
@@ -300,57 +309,61 @@ def lines_for_event(
     """
     kind = row["kind"]
     seq: int = row["seq"]
-    device_time: datetime = row["device_time"]
-    ms = epoch_ms(device_time)
+    ms = (row["device_time"] - _EPOCH) // _MS
     time_ns = ms * NS_PER_MS + seq % TIE_BREAK_MODULUS
-    body: Mapping[str, Any] = row["body"]
     flags: list[str] = row["flags"]
-    delay_ms = epoch_ms(row["received_at"]) - ms
-    device_id: int = row["device_id"]
-    if kind == Kind.NFC_SCAN or kind == Kind.BLE_VISIT:
-        nfc = kind == Kind.NFC_SCAN
+    delay_ms = (row["received_at"] - _EPOCH) // _MS - ms
+    if kind in (_NFC_SCAN, _BLE_VISIT):
+        nfc = kind == _NFC_SCAN
         prefix = _event_prefix(
-            M_SCAN,
-            site_id,
-            post_id,
-            row.get("checkpoint_id"),
-            device_id,
-            "nfc" if nfc else "ble",
-            row["assurance"],
-            None,
+            (
+                M_SCAN,
+                site_id,
+                post_id,
+                row.get("checkpoint_id"),
+                row["device_id"],
+                "nfc" if nfc else "ble",
+                row["assurance"],
+            )
         )
+        flags_text = escape_string_field(",".join(flags)) if flags else '""'
         line = (
-            f"{prefix} seq={seq}i,delay_ms={delay_ms}i,flag_count={len(flags)}i,"
-            f"flags={escape_string_field(','.join(flags))}"
+            f"{prefix} seq={seq}i,delay_ms={delay_ms}i,flag_count={len(flags)}i,flags={flags_text}"
         )
         if nfc:
             counter = row.get("sun_read_counter")
             if counter is not None:
-                line += f",read_counter={int(counter)}i"
+                line = f"{line},read_counter={counter}i {time_ns}"
+            else:
+                line = f"{line} {time_ns}"
         else:
-            line += f",rssi_dbm={int(body['rssi_dbm'])}i,dwell_s={int(body['dwell_s'])}i"
-        return [f"{line} {time_ns}"]
-    if kind == Kind.HEARTBEAT:
-        items: list[Mapping[str, Any]] = list(body.get("items", ()))
-        prefix = _event_prefix(M_HEARTBEAT, site_id, None, None, device_id, None, None, None)
+            body = row["body"]
+            line = f"{line},rssi_dbm={body['rssi_dbm']}i,dwell_s={body['dwell_s']}i {time_ns}"
+        return [line]
+    if kind == _HEARTBEAT:
+        body = row["body"]
+        items: list[Mapping[str, Any]] = body.get("items") or []
+        device_id: int = row["device_id"]
+        prefix = _event_prefix((M_HEARTBEAT, site_id, None, None, device_id, None, None))
         lines = [
-            f"{prefix} seq={seq}i,battery_pct={int(body['battery_pct'])}i,"
-            f"battery_mv={int(body['battery_mv'])}i,status={int(body['status'])}i,"
-            f"queue_depth={int(body['queue_depth'])}i,equipment_count={len(items)}i,"
+            f"{prefix} seq={seq}i,battery_pct={body['battery_pct']}i,"
+            f"battery_mv={body['battery_mv']}i,status={body['status']}i,"
+            f"queue_depth={body['queue_depth']}i,equipment_count={len(items)}i,"
             f"delay_ms={delay_ms}i,flag_count={len(flags)}i {time_ns}"
         ]
-        device = device_text(device_id)
-        for item in items:
-            tags = _tags(
-                site=site_id,
-                equipment=device_text(int(item["tag_id"])),
-                source="wearable",
-                device=device,
-            )
-            lines.append(
-                f"{series_prefix(M_EQUIPMENT, tags)} rssi_dbm={int(item['rssi_dbm'])}i,"
-                f"battery_pct={int(item['battery_pct'])}i,seq={seq}i {time_ns}"
-            )
+        if items:
+            device = device_text(device_id)
+            for item in items:
+                tags = _tags(
+                    site=site_id,
+                    equipment=device_text(int(item["tag_id"])),
+                    source="wearable",
+                    device=device,
+                )
+                lines.append(
+                    f"{series_prefix(M_EQUIPMENT, tags)} rssi_dbm={item['rssi_dbm']}i,"
+                    f"battery_pct={item['battery_pct']}i,seq={seq}i {time_ns}"
+                )
         return lines
     return [encode_line(p) for p in points_for_event(row, site_id=site_id, post_id=post_id)]
 
