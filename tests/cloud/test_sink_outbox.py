@@ -6,10 +6,15 @@ private InfluxDB 1.6 ("recovery"); the points are read back with InfluxQL.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 from cloudtest import (
     DEVICE,
@@ -337,3 +342,90 @@ def test_worker_stops_cleanly(db_url: str) -> None:
     worker.stop(timeout_s=10)
     assert worker.points_written == 0
     engine.dispose()
+
+
+_DRAIN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from cloud_api.db import make_engine
+from cloud_api.sink.worker import DrainPolicy, drain
+from cloud_api.sink.writers import V1Writer
+db_url, influx_url, database, owner, go = sys.argv[1:]
+engine = make_engine(db_url)
+writer = V1Writer(influx_url, database=database)
+while not Path(go).exists():
+    time.sleep(0.01)
+result = drain(engine, writer, owner=owner, policy=DrainPolicy(batch_points=30, claim_rows=5))
+print(result.written_points)
+"""
+
+
+@pytest.mark.influxdb
+def test_two_processes_drain_one_store_each_point_once(
+    db_url: str, influx: tuple[str, str], tmp_path: Path
+) -> None:
+    """Two OS processes, as two API processes behind a load balancer would be."""
+    url, db = influx
+    engine = make_engine(db_url)
+    init_db(engine)
+    n_rows = 300
+    with session_scope(engine) as session:
+        session.execute(
+            insert(InfluxOutbox),
+            [
+                {
+                    "created_at": SERVER_NOW,
+                    "n_points": 3,
+                    "lines": "\n".join(
+                        f"proc,row={r % 5} v={r * 3 + p}i {T0_NS + r * 3 + p}" for p in range(3)
+                    ),
+                    "attempts": 0,
+                    "next_attempt_at": SERVER_NOW,
+                }
+                for r in range(n_rows)
+            ],
+        )
+    go = tmp_path / "go"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _DRAIN_SCRIPT, db_url, url, db, f"proc-{i}", str(go)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    go.touch()
+    outputs = [p.communicate(timeout=60)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0]
+    assert sum(int(out) for out in outputs) == n_rows * 3
+    with engine.connect() as conn:
+        assert conn.execute(InfluxOutbox.__table__.select()).all() == []
+    got = rows(url, db, 'SELECT "v" FROM "proc"')
+    assert sorted(r["v"] for r in got) == list(range(n_rows * 3))
+    engine.dispose()
+
+
+@pytest.mark.victoriametrics
+def test_app_worker_writes_through_v2_to_victoria_metrics(
+    make_world: Callable[..., World], vm_url: str
+) -> None:
+    world = make_world(influx_url=vm_url, influx_api="v2", sink_poll_interval_s=0.05)
+    world.results(*_three_events())
+    deadline = datetime.now(UTC) + timedelta(seconds=10)
+    while world.scalar("SELECT count(*) FROM influx_outbox") and datetime.now(UTC) < deadline:
+        threading.Event().wait(0.05)
+    assert world.scalar("SELECT count(*) FROM influx_outbox") == 0
+    httpx.get(f"{vm_url}/internal/force_flush", timeout=10).raise_for_status()
+    response = httpx.post(
+        f"{vm_url}/api/v1/export",
+        data={"match[]": f'{{__name__=~"(scan|sos)_seq",device="{DEVICE:08x}",run=""}}'},
+        timeout=10,
+    )
+    response.raise_for_status()
+    samples = {
+        (series["metric"]["__name__"], ts, value)
+        for series in map(json.loads, response.text.splitlines())
+        for ts, value in zip(series["timestamps"], series["values"], strict=True)
+    }
+    ms = T0 * 1000 + 250
+    assert samples == {("scan_seq", ms, 1), ("sos_seq", ms + 1, 3)}
