@@ -24,7 +24,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -70,7 +70,7 @@ from patrol_protocol.batch import (
     decode_b64_item,
 )
 from patrol_protocol.errors import ProtocolError
-from patrol_protocol.frames import Eviction
+from patrol_protocol.frames import Eviction, decode_frame
 from patrol_protocol.limits import MAX_BATCH_ITEMS
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,49 @@ class DbKeyLookup:
         self._box = box
         self._device_keys: dict[tuple[DeviceKind, int, int], KeyRef | None] = {}
         self._tags: dict[bytes, TagRef | None] = {}
+        self._counters: dict[int, int | None] = {}
+        self._beacons: dict[int, int | None] = {}
+
+    def preload_device_keys(self, kind: DeviceKind, wanted: set[tuple[int, int]]) -> None:
+        """Fill the cache for many ``(device_id, key_id)`` at once: one query per batch."""
+        wanted = {w for w in wanted if (kind, *w) not in self._device_keys}
+        if not wanted:
+            return
+        rows = self._session.execute(
+            select(
+                Device.device_id,
+                DeviceKey.key_id,
+                DeviceKey.device_pk,
+                DeviceKey.key_enc,
+                Device.site_id,
+            )
+            .join(Device, Device.id == DeviceKey.device_pk)
+            .where(
+                Device.kind == kind.value,
+                Device.device_id.in_({device_id for device_id, _ in wanted}),
+                DeviceKey.retired_at.is_(None),
+            )
+        ).all()
+        for device_id, key_id in wanted:
+            self._device_keys[(kind, device_id, key_id)] = None
+        for row in rows:
+            if (row.device_id, row.key_id) in wanted:
+                self._device_keys[(kind, row.device_id, row.key_id)] = KeyRef(
+                    device_pk=row.device_pk,
+                    key=self._box.decrypt(
+                        row.key_enc, context=device_key_context(kind, row.device_id, row.key_id)
+                    ),
+                    site_id=row.site_id,
+                )
+
+    def accepted_counter(self, tag_pk: int, counter: int) -> None:
+        """An accepted scan moved the tag's read counter (kept here until the batch ends)."""
+        last = self._counters.get(tag_pk)
+        self._counters[tag_pk] = counter if last is None else max(last, counter)
+
+    def counters(self) -> dict[int, int]:
+        """Each tag's highest read counter seen by this batch (to raise in the store)."""
+        return {pk: c for pk, c in self._counters.items() if c is not None}
 
     def device_key(self, kind: DeviceKind, device_id: int, key_id: int) -> KeyRef | None:
         cache_key = (kind, device_id, key_id)
@@ -267,15 +310,18 @@ class DbKeyLookup:
         return self._device_keys[cache_key]
 
     def nfc_tag(self, uid: bytes) -> TagRef | None:
-        # Keys and checkpoint are cached for the batch; the counter is read fresh each
-        # time, since accepted scans move it as the batch goes on.
+        # Keys, checkpoint and counter are read once per batch; accepted scans move the
+        # cached counter (accepted_counter) and the batch raises it in the store at its end.
         if uid not in self._tags:
             self._tags[uid] = self._load_tag(uid)
         tag = self._tags[uid]
         if tag is None:
             return None
-        last = self._session.execute(_TAG_COUNTER, {"tag_pk": tag.tag_pk}).scalar_one()
-        return dataclasses.replace(tag, last_read_counter=last)
+        if tag.tag_pk not in self._counters:
+            self._counters[tag.tag_pk] = self._session.execute(
+                _TAG_COUNTER, {"tag_pk": tag.tag_pk}
+            ).scalar_one()
+        return dataclasses.replace(tag, last_read_counter=self._counters[tag.tag_pk])
 
     def _load_tag(self, uid: bytes) -> TagRef | None:
         tag = self._session.execute(select(NfcTag).where(NfcTag.uid == uid)).scalar_one_or_none()
@@ -298,9 +344,11 @@ class DbKeyLookup:
         )
 
     def beacon_checkpoint(self, beacon_id: int) -> int | None:
-        return self._session.execute(
-            select(Checkpoint.id).where(Checkpoint.beacon_id == beacon_id)
-        ).scalar_one_or_none()
+        if beacon_id not in self._beacons:
+            self._beacons[beacon_id] = self._session.execute(
+                select(Checkpoint.id).where(Checkpoint.beacon_id == beacon_id)
+            ).scalar_one_or_none()
+        return self._beacons[beacon_id]
 
 
 @functools.cache
@@ -346,6 +394,24 @@ _RAISE_TAG_COUNTER = (
 )
 
 
+STORED_FRAMES_CHUNK = 500
+"""(device_id, seq) pairs per lookup query: 1,000 bound values, far below SQLite's limit."""
+
+
+def _stored_frames(session: Session, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The raw bytes of those of ``wanted`` already stored, by (device_id, seq)."""
+    pairs = sorted(wanted)
+    found: dict[tuple[int, int], bytes] = {}
+    for i in range(0, len(pairs), STORED_FRAMES_CHUNK):
+        rows = session.execute(
+            select(_events.c.device_id, _events.c.seq, _events.c.raw).where(
+                tuple_(_events.c.device_id, _events.c.seq).in_(pairs[i : i + STORED_FRAMES_CHUNK])
+            )
+        )
+        found.update(((r.device_id, r.seq), bytes(r.raw)) for r in rows)
+    return found
+
+
 @dataclass
 class _Counts:
     accepted: int = 0
@@ -375,6 +441,7 @@ class _BatchIngest:
         self.policy = policy
         self.now = now
         self.counts = _Counts()
+        self.stored_frames: dict[tuple[int, int], bytes] = {}
         # What this batch accepts, sealed into the site's hash chain and the wearables'
         # sequence state at the end of the batch (cloud_api.chain, cloud_api.sequences).
         self.chained: list[chain.ChainRecord] = []
@@ -387,6 +454,7 @@ class _BatchIngest:
         )
 
     def run(self) -> IngestResponse:
+        self._prefetch()
         results = [self._one(item) for item in self.batch.items]
         for result in results:
             if result.status == "accepted":
@@ -502,7 +570,7 @@ class _BatchIngest:
         auth = authenticate_frame(raw, keys=self.keys)
         header = auth.frame.header
         key = auth.frame.idempotency_key
-        stored = self._existing_frame(header.device_id, header.seq)
+        stored = self.stored_frames.get((header.device_id, header.seq))
         if stored is not None:
             return self._same_or_conflict(stored, raw, key, item.gw_seq)
         ctx = FrameContext(
@@ -526,18 +594,38 @@ class _BatchIngest:
                 key=key,
             )
         if verified.nfc_tag_id is not None and verified.sun_read_counter is not None:
-            self.session.execute(
-                _RAISE_TAG_COUNTER,
-                {"tag_pk": verified.nfc_tag_id, "counter": verified.sun_read_counter},
-            )
+            self.keys.accepted_counter(verified.nfc_tag_id, verified.sun_read_counter)
+        self.stored_frames[(header.device_id, header.seq)] = raw
         if self.outbox is not None:
             self.outbox.add_event(event_row)
         self._chain_frame(event_id, verified, item)
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
 
+    def _prefetch(self) -> None:
+        """One query for the frames of this batch already stored, one for their keys."""
+        frames: set[tuple[int, int]] = set()
+        keys: set[tuple[int, int]] = set()
+        for item in self.batch.items:
+            if isinstance(item, DeviceFrameItem):
+                try:
+                    header = decode_frame(decode_b64_item(item)).header
+                except ProtocolError:
+                    continue  # answered item by item
+                frames.add((header.device_id, header.seq))
+                keys.add((header.device_id, header.key_id))
+        self.stored_frames = _stored_frames(self.session, frames)
+        self.keys.preload_device_keys(DeviceKind.WEARABLE, keys)
+
     def _seal(self) -> None:
-        """Chain head first, then wearables in id order: one lock order for every process."""
+        """Chain head first, then tags and wearables in id order: one lock order for every
+        process. A tag's read counter only rises (the UPDATE's own condition)."""
         chain.append(self.session, self.gateway.site_id, self.chained)
+        counters = self.keys.counters()
+        if counters:
+            self.session.execute(
+                _RAISE_TAG_COUNTER,
+                [{"tag_pk": pk, "counter": counters[pk]} for pk in sorted(counters)],
+            )
         sequences.record_batch(self.session, self.device_seqs)
 
     def _chain_frame(self, event_id: int, v: VerifiedFrame, item: DeviceFrameItem) -> None:

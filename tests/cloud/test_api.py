@@ -190,6 +190,9 @@ def test_openapi_lists_the_routes_and_the_batch_body(world: World) -> None:
         "/api/v1/sites",
         "/api/v1/gateways",
         "/api/v1/wearables",
+        "/api/v1/sites/{site_id}/chain",
+        "/api/v1/sites/{site_id}/chain/verify",
+        "/api/v1/devices/{device_id}/sequence",
     }
     body = spec["paths"]["/api/v1/ingest"]["post"]["requestBody"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/IngestBatch"}
