@@ -124,11 +124,22 @@ class ClaimedRow:
 
 
 def claim(
-    session: Session, *, owner: str, now: datetime, lease_s: float, max_rows: int
+    session: Session,
+    *,
+    owner: str,
+    now: datetime,
+    lease_s: float,
+    max_rows: int,
+    max_points: int | None = None,
 ) -> list[ClaimedRow]:
-    """Lease up to ``max_rows`` due rows (oldest first) to ``owner``; the caller commits."""
+    """Lease due rows (oldest first) to ``owner``; the caller commits.
+
+    At most ``max_rows`` rows, and no more rows than needed to reach
+    ``max_points`` (one row always, however big), which bounds the memory a
+    claim holds when rows are large.
+    """
     due = (
-        select(_outbox.c.id)
+        select(_outbox.c.id, _outbox.c.n_points)
         .where(
             _outbox.c.dead_at.is_(None),
             _outbox.c.next_attempt_at <= now,
@@ -138,7 +149,13 @@ def claim(
         .limit(max_rows)
         .with_for_update(skip_locked=True)  # ignored by SQLite, which has one writer
     )
-    ids = list(session.execute(due).scalars())
+    ids: list[int] = []
+    points = 0
+    for row_id, n_points in session.execute(due).all():
+        if ids and max_points is not None and points + n_points > max_points:
+            break
+        ids.append(row_id)
+        points += n_points
     if not ids:
         return []
     session.execute(

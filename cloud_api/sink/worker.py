@@ -35,7 +35,10 @@ from cloud_api.sink.writers import LineWriter, SinkWriteError, make_writer
 log = logging.getLogger(__name__)
 
 CLAIM_ROWS = 64
-"""Rows leased per pass: one row is one ingest batch (up to 500 events, a few points each)."""
+"""Rows leased per pass at most: one row is one ingest batch (up to 500 events)."""
+CLAIM_CHUNKS = 8
+"""A pass claims about this many writes' worth of points: enough to keep a write in
+flight while the previous chunk's rows are deleted, bounded memory (8 x 5,000 lines)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,7 @@ def drain_once(
             now=clock(),
             lease_s=policy.lease_s,
             max_rows=policy.claim_rows,
+            max_points=policy.batch_points * CLAIM_CHUNKS,
         )
     result.claimed_rows = len(rows)
     groups = list(chunks(rows, policy.batch_points))

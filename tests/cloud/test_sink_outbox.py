@@ -429,3 +429,18 @@ def test_app_worker_writes_through_v2_to_victoria_metrics(
     }
     ms = T0 * 1000 + 250
     assert samples == {("scan_seq", ms, 1), ("sos_seq", ms + 1, 3)}
+
+
+@pytest.mark.parametrize(("max_points", "expected_rows"), [(1, 1), (3, 1), (4, 2), (None, 5)])
+def test_claim_stops_at_the_point_budget(
+    db_url: str, max_points: int | None, expected_rows: int
+) -> None:
+    engine = make_engine(db_url)
+    init_db(engine)
+    _fill(engine, 5)  # 2 points a row
+    with session_scope(engine) as s:
+        claimed = claim(
+            s, owner="a", now=SERVER_NOW, lease_s=60, max_rows=10, max_points=max_points
+        )
+    assert [r.id for r in claimed] == list(range(1, expected_rows + 1))
+    engine.dispose()
