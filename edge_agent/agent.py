@@ -47,7 +47,11 @@ class EdgeAgent:
     def __init__(self, settings: EdgeSettings) -> None:
         """Open the queue; nothing connects until :meth:`start`."""
         self.settings = settings
-        self.queue = EdgeQueue(settings.queue_path, synchronous=settings.sqlite_synchronous)
+        self.queue = EdgeQueue(
+            settings.queue_path,
+            synchronous=settings.sqlite_synchronous,
+            budget_bytes=settings.queue_budget_bytes,
+        )
         self.broker: EmbeddedBroker | None = None
         self.forwarder = Forwarder(settings, self.queue)
         self.ingest: MqttIngest | None = None

@@ -24,14 +24,46 @@ Device frames carry ``UNIQUE (device_id, seq)``; in addition the per-device
 already forwarded and deleted, so a late redelivery is still counted as a
 duplicate rather than stored and sent again.
 
+Priorities (``items.priority``, lower goes first and is dropped last):
+
+- 0 ``PRIORITY_URGENT``: SOS frames, and the queue's own eviction and corruption
+  records (without them the cloud could not tell eviction from loss). Never evicted.
+- 1 ``PRIORITY_SCAN``: NFC scans and BLE checkpoint visits -- the proof of a round.
+- 2 ``PRIORITY_EVENT``: every other device event (boot, eviction, command result)
+  and gateway observations such as tag away/back.
+- 3 ``PRIORITY_BULK``: heartbeats, BLE adverts and periodic health observations.
+
+The forwarder sends lower numbers first, oldest first within a priority
+(:meth:`EdgeQueue.peek_batch`); priority 0 has its own lane.
+
+Disk budget and eviction policy (``budget_bytes``): each queued item costs
+``len(payload) + ITEM_OVERHEAD_BYTES``. When a group commit would leave the queue
+over budget, the same transaction evicts whole items: priority 3 oldest first,
+then 2, then 1 (scans only when nothing else is left); priority 0 is never
+evicted, so SOS frames are kept even beyond the budget. Evicted device frames
+stay "committed" for their device (the wearable was acked and a redelivery is a
+duplicate). Every eviction pass adds one observation ``{"kind": "evicted",
+"first_gw_seq", "last_gw_seq", "count", "reason": "disk_budget"}``
+(docs/protocol.md "Edge eviction record") at priority 0, and bumps the
+``evicted`` counter.
+
+Integrity: at open the file is checked with ``PRAGMA quick_check`` (O(pages),
+seconds for a large queue on an SD card -- acceptable once per start). A corrupt
+file is moved aside as ``<name>.corrupt-<UTC time>`` (with its -wal/-shm), a new
+queue is started, the error is logged and a ``queue_corrupt`` observation at
+priority 0 reports it upstream. What was in the corrupt file is not forwarded
+automatically: it is kept for a technician.
+
 One connection, guarded by a lock: the committer and the forwarder are the only
 users and each call is short.
 """
 
 import json
+import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, cast
@@ -46,12 +78,49 @@ from edge_agent.inbound import (
     ReceivedFrame,
     Rejected,
 )
+from patrol_protocol.frames import Kind
+
+_log = logging.getLogger(__name__)
 
 ItemType = Literal["device_frame", "advert", "observation"]
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 DeadLetterSource = Literal["ingest", "cloud"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2 added ``items.priority`` (a version-1 file is migrated in place at open)."""
+
+PRIORITY_URGENT: Final = 0
+PRIORITY_SCAN: Final = 1
+PRIORITY_EVENT: Final = 2
+PRIORITY_BULK: Final = 3
+EVICTABLE_PRIORITIES: Final = (PRIORITY_BULK, PRIORITY_EVENT, PRIORITY_SCAN)
+"""Eviction order under the disk budget; PRIORITY_URGENT is never evicted."""
+
+ITEM_OVERHEAD_BYTES: Final = 64
+"""Budget cost of one item besides its payload: row header, columns, two index entries
+(measured by bench/edge_ingest.py as bytes per event on disk, rounded up)."""
+
+EVICTION_SCAN_ROWS: Final = 1_000
+"""Victims fetched per query while evicting (bounds memory of one eviction pass)."""
+
+REASON_DISK_BUDGET: Final = "disk_budget"
+_EVICTION_RECORD_BYTES: Final = 120
+"""Upper bound of one eviction record's JSON (five fields, two u64s)."""
+
+_FRAME_PRIORITY: Final[dict[int, int]] = {
+    Kind.SOS: PRIORITY_URGENT,
+    Kind.NFC_SCAN: PRIORITY_SCAN,
+    Kind.BLE_VISIT: PRIORITY_SCAN,
+    Kind.HEARTBEAT: PRIORITY_BULK,
+}
+"""Device frame kinds not listed are PRIORITY_EVENT."""
+
+URGENT_OBSERVATION_KINDS: Final = frozenset({"evicted", "queue_corrupt"})
+"""The queue's own records of loss: never evicted, sent first."""
+BULK_OBSERVATION_KINDS: Final = frozenset(
+    {"ble_tag_seen", "ble_tag_health", "gateway_health", "gateway_heartbeat"}
+)
+"""Periodic observations: the next one says the same, so they go like heartbeats."""
 BUSY_TIMEOUT_MS: Final = 5_000
 """Another process (the CLI's ``queue stats``) may briefly hold the write lock."""
 
@@ -66,6 +135,7 @@ CREATE TABLE IF NOT EXISTS items (
     seq            INTEGER,            -- device_frame only
     company_id     INTEGER,            -- advert only
     rssi_dbm       INTEGER,            -- advert only
+    priority       INTEGER NOT NULL DEFAULT 2,  -- 0 urgent .. 3 bulk (module docstring)
     UNIQUE (device_id, seq)            -- NULLs are distinct: adverts/observations never clash
 );
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -96,17 +166,37 @@ CREATE TABLE IF NOT EXISTS counters (
 ) WITHOUT ROWID;
 """
 
-_SELECT_OLDEST: Final = (
-    "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm "
-    "FROM items ORDER BY gw_seq LIMIT ?"
+_INDEXES: Final = """
+CREATE INDEX IF NOT EXISTS items_by_priority ON items (priority, gw_seq);
+"""
+_MIGRATE_1_TO_2: Final = """
+ALTER TABLE items ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+UPDATE items SET priority = CASE
+    WHEN type = 'device_frame' AND substr(payload, 2, 1) = x'04' THEN 0
+    WHEN type = 'device_frame' AND substr(payload, 2, 1) IN (x'01', x'02') THEN 1
+    WHEN type = 'advert' OR (type = 'device_frame' AND substr(payload, 2, 1) = x'03') THEN 3
+    ELSE 2 END;
+"""
+_SELECT: Final = (
+    "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, "
+    "rssi_dbm, priority FROM items "
 )
-_SELECT_ONE: Final = (
-    "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm "
-    "FROM items WHERE gw_seq = ?"
-)
-_SELECT_DEVICE: Final = (
-    "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm "
-    "FROM items WHERE device_id = ? ORDER BY seq"
+_SELECT_ALL: Final = _SELECT + "ORDER BY priority, gw_seq LIMIT ?"
+_SELECT_URGENT: Final = _SELECT + "WHERE priority = 0 ORDER BY gw_seq LIMIT ?"
+_SELECT_BACKLOG: Final = _SELECT + "WHERE priority > 0 ORDER BY priority, gw_seq LIMIT ?"
+Lane = Literal["all", "urgent", "backlog"]
+_LANE_SQL: Final[dict[str, str]] = {
+    "all": _SELECT_ALL,
+    "urgent": _SELECT_URGENT,
+    "backlog": _SELECT_BACKLOG,
+}
+_SQL_PARAMS_PER_QUERY: Final = 500
+"""Bound of one IN (...) list (SQLite's variable limit is far above)."""
+_SELECT_ONE: Final = _SELECT + "WHERE gw_seq = ?"
+_SELECT_DEVICE: Final = _SELECT + "WHERE device_id = ? ORDER BY seq"
+_INSERT_ITEM: Final = (
+    "INSERT INTO items (type, payload, received_at_ms, topic, device_id, seq, "
+    "company_id, rssi_dbm, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -127,6 +217,7 @@ class QueuedItem:
     seq: int | None
     company_id: int | None
     rssi_dbm: int | None
+    priority: int = PRIORITY_EVENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +242,10 @@ class AppendResult:
     duplicates: int
     dead_lettered: int
     acked_seqs: dict[int, int]
+    urgent: int = 0
+    """Items stored at PRIORITY_URGENT (an SOS): the forwarder's fast lane should run."""
+    evicted: int = 0
+    """Items evicted by this commit to keep the queue within its disk budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,29 +255,95 @@ class QueueStats:
     depth: int
     dead_letters: int
     duplicates: int
+    evicted: int = 0
 
 
 class EdgeQueue:
     """Durable queue of device frames, adverts and observations, with dead letters."""
 
-    def __init__(self, path: Path, *, synchronous: SqliteSynchronous = "FULL") -> None:
-        """Open (or create) the queue file and load per-device sequence state."""
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: SqliteSynchronous = "FULL",
+        budget_bytes: int | None = None,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        """Open (or create) the queue file, check its integrity, load per-device state.
+
+        ``budget_bytes`` bounds the queued items (module docstring); None: unbounded.
+        A corrupt file is moved aside and a new queue started (``self.corruption``).
+        """
         self.path = path
         self.synchronous = synchronous
+        self.budget_bytes = budget_bytes
+        self._clock_ms = clock_ms or (lambda: time.time_ns() // 1_000_000)
         self._lock = threading.Lock()
+        self.corruption: str | None = None
+        """Why the file found at open was moved aside (None: it was sound)."""
+        self.moved_to: Path | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise QueueError(f"{path}: journal_mode is {mode!r}, WAL required")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        if version > SCHEMA_VERSION:
-            raise QueueError(f"{path}: schema {version} is newer than {SCHEMA_VERSION}")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            self._move_aside(repr(exc))
+            self._db = self._open()
         self._devices = self._load_devices()
+        row = self._db.execute("SELECT total(length(payload)), count(*) FROM items").fetchone()
+        self._used_bytes = int(row[0]) + int(row[1]) * ITEM_OVERHEAD_BYTES
+        if self.corruption is not None:
+            self.append_many(
+                [
+                    observation(
+                        {
+                            "kind": "queue_corrupt",
+                            "moved_to": self.moved_to.name if self.moved_to else "",
+                            "detail": self.corruption[:500],
+                        },
+                        self._clock_ms(),
+                    )
+                ]
+            )
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            check = [str(r[0]) for r in db.execute("PRAGMA quick_check").fetchall()]
+            if check != ["ok"]:
+                raise sqlite3.DatabaseError("quick_check: " + "; ".join(check[:5]))
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise QueueError(f"{self.path}: journal_mode is {mode!r}, WAL required")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise QueueError(f"{self.path}: schema {version} is newer than {SCHEMA_VERSION}")
+            if version == 1:
+                db.executescript("BEGIN;" + _MIGRATE_1_TO_2 + "COMMIT;")
+            db.executescript(_SCHEMA + _INDEXES)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, reason: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                source.rename(Path(f"{target}{suffix}"))
+        self.corruption = reason
+        self.moved_to = target
+        _log.error(
+            "QUEUE FILE CORRUPT: %s (%s); moved aside to %s, starting an empty queue. "
+            "Events in the old file are NOT forwarded: keep it for a technician.",
+            self.path,
+            reason,
+            target,
+        )
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -270,6 +431,7 @@ class EdgeQueue:
                             entry.seq,
                             None,
                             None,
+                            _FRAME_PRIORITY.get(entry.kind, PRIORITY_EVENT),
                         )
                     )
                 elif isinstance(entry, ReceivedAdvert):
@@ -283,6 +445,7 @@ class EdgeQueue:
                             None,
                             entry.company_id,
                             entry.rssi_dbm,
+                            PRIORITY_BULK,
                         )
                     )
                 elif isinstance(entry, GatewayObservation):
@@ -296,33 +459,107 @@ class EdgeQueue:
                             None,
                             None,
                             None,
+                            _observation_priority(entry.body_json),
                         )
                     )
                 else:
                     dead_rows.append(_dead_row("ingest", entry))
 
+            added_bytes = sum(len(cast(bytes, row[1])) for row in item_rows)
+            added_bytes += len(item_rows) * ITEM_OVERHEAD_BYTES
+            urgent = sum(1 for row in item_rows if row[8] == PRIORITY_URGENT)
+            evicted = 0
+            freed_bytes = 0
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany(
-                    "INSERT INTO items (type, payload, received_at_ms, topic, device_id, seq, "
-                    "company_id, rssi_dbm) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    item_rows,
-                )
+                self._db.executemany(_INSERT_ITEM, item_rows)
                 self._insert_dead(dead_rows)
                 for device_id, state in touched.items():
                     self._save_device(device_id, state)
                 self._bump("duplicates", duplicates)
+                used = self._used_bytes + added_bytes
+                if self.budget_bytes is not None and used > self.budget_bytes:
+                    evicted, freed_bytes = self._evict(used - self.budget_bytes)
+                    urgent += 1 if evicted else 0
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._used_bytes += added_bytes - freed_bytes
             self._devices.update(touched)
             return AppendResult(
                 stored=len(item_rows),
                 duplicates=duplicates,
                 dead_lettered=len(dead_rows),
                 acked_seqs={device_id: s.acked_seq for device_id, s in touched.items()},
+                urgent=urgent,
+                evicted=evicted,
             )
+
+    def _evict(self, excess_bytes: int) -> tuple[int, int]:
+        """Delete the cheapest items until ``excess_bytes`` (plus the record) are freed.
+
+        Runs inside the caller's transaction; returns (items evicted, net bytes freed,
+        the eviction record's own cost already subtracted).
+        """
+        record_cost = _EVICTION_RECORD_BYTES + ITEM_OVERHEAD_BYTES
+        need = excess_bytes + record_cost
+        victims: list[int] = []
+        freed = 0
+        for priority in EVICTABLE_PRIORITIES:
+            after = -1
+            while freed < need:
+                rows = self._db.execute(
+                    "SELECT gw_seq, length(payload) FROM items WHERE priority = ? "
+                    "AND gw_seq > ? ORDER BY gw_seq LIMIT ?",
+                    (priority, after, EVICTION_SCAN_ROWS),
+                ).fetchall()
+                if not rows:
+                    break
+                after = int(rows[-1][0])
+                for gw_seq, length in rows:
+                    victims.append(int(gw_seq))
+                    freed += int(length) + ITEM_OVERHEAD_BYTES
+                    if freed >= need:
+                        break
+            if freed >= need:
+                break
+        if not victims:
+            _log.warning("queue over its budget with only urgent items left: keeping them all")
+            return 0, 0
+        self._db.executemany("DELETE FROM items WHERE gw_seq = ?", [(v,) for v in victims])
+        self._bump("evicted", len(victims))
+        record = observation(
+            {
+                "kind": "evicted",
+                "first_gw_seq": min(victims),
+                "last_gw_seq": max(victims),
+                "count": len(victims),
+                "reason": REASON_DISK_BUDGET,
+            },
+            self._clock_ms(),
+        )
+        self._db.execute(
+            _INSERT_ITEM,
+            (
+                "observation",
+                record.body_json,
+                record.received_at_ms,
+                None,
+                None,
+                None,
+                None,
+                None,
+                PRIORITY_URGENT,
+            ),
+        )
+        _log.warning(
+            "queue over its disk budget: evicted %d items (gw_seq %d..%d)",
+            len(victims),
+            min(victims),
+            max(victims),
+        )
+        return len(victims), freed - len(record.body_json) - ITEM_OVERHEAD_BYTES
 
     def _stored_frame(self, device_id: int, seq: int) -> bytes | None:
         row = self._db.execute(
@@ -362,15 +599,16 @@ class EdgeQueue:
     # --- forwarder side ----------------------------------------------------------
 
     def peek_batch(
-        self, max_items: int, *, max_payload_bytes: int | None = None
+        self, max_items: int, *, max_payload_bytes: int | None = None, lane: Lane = "all"
     ) -> list[QueuedItem]:
-        """The oldest items, in gw_seq order, without removing them.
+        """The next items to send, without removing them: by priority, oldest first.
 
-        ``max_payload_bytes`` bounds the sum of payload sizes (at least one item is
-        always returned, so one large item can never wedge the queue).
+        ``lane``: ``urgent`` only priority 0 (the SOS fast lane), ``backlog`` the rest,
+        ``all`` both. ``max_payload_bytes`` bounds the sum of payload sizes (at least
+        one item is always returned, so one large item can never wedge the queue).
         """
         with self._lock:
-            rows = self._db.execute(_SELECT_OLDEST, (max_items,)).fetchall()
+            rows = self._db.execute(_LANE_SQL[lane], (max_items,)).fetchall()
         items: list[QueuedItem] = []
         total_bytes = 0
         for row in rows:
@@ -380,7 +618,13 @@ class EdgeQueue:
             items.append(_item(row))
         return items
 
-    def delete(self, gw_seqs: Iterable[int], *, rejected: Mapping[int, str] | None = None) -> int:
+    def delete(
+        self,
+        gw_seqs: Iterable[int],
+        *,
+        rejected: Mapping[int, str] | None = None,
+        detail: str | None = None,
+    ) -> int:
         """Remove items whose cloud result is final; returns how many were removed.
 
         ``rejected`` maps gw_seq -> the cloud's reason: those items are copied to
@@ -406,11 +650,22 @@ class EdgeQueue:
                                     item.payload,
                                     item.topic,
                                     item.received_at_ms,
-                                    f"gw_seq {gw_seq} ({item.type}) rejected by the cloud",
+                                    f"gw_seq {gw_seq} ({item.type}) "
+                                    + (detail or "rejected by the cloud"),
                                 ),
                             )
                         )
                     self._insert_dead(dead)
+                freed = 0
+                for start in range(0, len(seqs), _SQL_PARAMS_PER_QUERY):
+                    chunk = seqs[start : start + _SQL_PARAMS_PER_QUERY]
+                    marks = ",".join("?" * len(chunk))
+                    total, count = self._db.execute(
+                        f"SELECT total(length(payload)), count(*) FROM items "  # noqa: S608
+                        f"WHERE gw_seq IN ({marks})",
+                        chunk,
+                    ).fetchone()
+                    freed += int(total) + int(count) * ITEM_OVERHEAD_BYTES
                 cursor = self._db.executemany(
                     "DELETE FROM items WHERE gw_seq = ?", [(s,) for s in seqs]
                 )
@@ -418,7 +673,25 @@ class EdgeQueue:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._used_bytes -= freed
         return cursor.rowcount
+
+    def park(self, gw_seqs: Iterable[int], reason: str, detail: str) -> int:
+        """Move items the cloud refused as a whole (HTTP 413/422) to the dead letters.
+
+        They leave the queue so they cannot block it; the dead letter keeps the
+        bytes, the topic and the cloud's words for a technician's ``retry``.
+        """
+        seqs = sorted(set(gw_seqs))
+        with self._lock:
+            rows = [self._db.execute(_SELECT_ONE, (s,)).fetchone() for s in seqs]
+        items = [_item(row) for row in rows if row is not None]
+        return self.delete([], rejected={i.gw_seq: reason for i in items}, detail=detail)
+
+    def used_bytes(self) -> int:
+        """Budget cost of everything queued (module docstring)."""
+        with self._lock:
+            return self._used_bytes
 
     # --- inspection --------------------------------------------------------------
 
@@ -493,11 +766,35 @@ class EdgeQueue:
             depth=depth,
             dead_letters=int(counters.get("dead_lettered", 0)),
             duplicates=int(counters.get("duplicates", 0)),
+            evicted=int(counters.get("evicted", 0)),
         )
 
 
+def _observation_priority(body_json: bytes) -> int:
+    try:
+        kind = json.loads(body_json).get("kind")
+    except (ValueError, AttributeError):
+        return PRIORITY_EVENT
+    if kind in URGENT_OBSERVATION_KINDS:
+        return PRIORITY_URGENT
+    if kind in BULK_OBSERVATION_KINDS:
+        return PRIORITY_BULK
+    return PRIORITY_EVENT
+
+
 def _item(row: Sequence[object]) -> QueuedItem:
-    gw_seq, type_, payload, received_at_ms, topic, device_id, seq, company_id, rssi_dbm = row
+    (
+        gw_seq,
+        type_,
+        payload,
+        received_at_ms,
+        topic,
+        device_id,
+        seq,
+        company_id,
+        rssi_dbm,
+        priority,
+    ) = row
     return QueuedItem(
         gw_seq=cast(int, gw_seq),
         type=cast(ItemType, type_),
@@ -508,6 +805,7 @@ def _item(row: Sequence[object]) -> QueuedItem:
         seq=cast("int | None", seq),
         company_id=cast("int | None", company_id),
         rssi_dbm=cast("int | None", rssi_dbm),
+        priority=cast(int, priority),
     )
 
 
@@ -530,10 +828,15 @@ def observation(body: Mapping[str, object], received_at_ms: int) -> GatewayObser
 
 
 __all__ = [
+    "PRIORITY_BULK",
+    "PRIORITY_EVENT",
+    "PRIORITY_SCAN",
+    "PRIORITY_URGENT",
     "AppendResult",
     "DeadLetter",
     "EdgeQueue",
     "ItemType",
+    "Lane",
     "QueueError",
     "QueueStats",
     "QueuedItem",

@@ -56,6 +56,16 @@ class EdgeSettings(BaseSettings):
         ),
     )
 
+    queue_budget_bytes: int | None = Field(
+        default=2 * 1024**3,
+        ge=64 * 1024,
+        description=(
+            "Disk budget of the queued items (edge_agent.queue: heartbeats and adverts are "
+            "evicted first, scans last, SOS never). 2 GiB holds about 8 million heartbeats, "
+            "days of a site's outage, on a 16 GB SD card. None: unbounded."
+        ),
+    )
+
     # --- group commit (MQTT ingest) ----------------------------------------------
     commit_max_messages: int = Field(
         default=500,
@@ -88,6 +98,17 @@ class EdgeSettings(BaseSettings):
     forward_timeout_ms: int = Field(default=10_000, ge=100)
     forward_backoff_min_ms: int = Field(default=500, ge=1)
     forward_backoff_max_ms: int = Field(default=60_000, ge=1)
+    forward_gzip: bool = Field(
+        default=True,
+        description="Send batches with Content-Encoding: gzip (JSON of base64 shrinks ~3x).",
+    )
+    cloud_ca_file: Path | None = Field(
+        default=None,
+        description=(
+            "PEM bundle of the CA(s) that signed the cloud's certificate (private deployments); "
+            "None: the system's trust store. Certificates are always verified."
+        ),
+    )
 
     # --- BLE ingest (edge_agent.ble) ---------------------------------------------
     ble_enabled: bool = Field(default=False, description="Scan for BLE adverts with bleak.")

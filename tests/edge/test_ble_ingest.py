@@ -168,7 +168,8 @@ def test_tag_away_and_back(edge_queue: EdgeQueue, clock: Clock) -> None:
     clock.set(46)
     ingest.callback(dev, advertisement(EQUIP_ADV, -53))
     ingest.process_pending()
-    items = edge_queue.peek_batch(100)
+    # arrival order: peek_batch sends the away/back observations before bulk adverts
+    items = sorted(edge_queue.peek_batch(100), key=lambda item: item.gw_seq)
     payload = EQUIP_PAYLOAD.hex()
     assert summary(items) == [
         ("advert", 0, 0xFFFF, -70, payload),

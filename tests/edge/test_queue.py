@@ -65,13 +65,15 @@ def test_group_commit_stores_all_kinds_with_increasing_gw_seq(queue):
         ]
     )
     assert result == AppendResult(stored=4, duplicates=0, dead_lettered=0, acked_seqs={DEVICE_A: 2})
-    items = queue.peek_batch(10)
-    assert [(i.gw_seq, i.type, i.seq) for i in items] == [
-        (1, "device_frame", 1),
-        (2, "advert", None),
-        (3, "observation", None),
-        (4, "device_frame", 2),
+    items = sorted(queue.peek_batch(10), key=lambda i: i.gw_seq)
+    assert [(i.gw_seq, i.type, i.seq, i.priority) for i in items] == [
+        (1, "device_frame", 1, 3),
+        (2, "advert", None, 3),
+        (3, "observation", None, 2),
+        (4, "device_frame", 2, 3),
     ]
+    # sent by priority: the observation (an "other event") before heartbeats and adverts
+    assert [i.gw_seq for i in queue.peek_batch(10)] == [3, 1, 2, 4]
     assert items[0].payload == heartbeat_frame(DEVICE_A, 1)
     assert items[0].topic == "patrol/v1/dev/0000a001/up"
     assert (items[1].company_id, items[1].rssi_dbm) == (0xFFFF, -61)
