@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 CLAIM_ROWS = 64
 """Rows leased per pass at most: one row is one ingest batch (up to 500 events)."""
+WRITES_IN_FLIGHT = 2
+"""Concurrent writes: InfluxDB parses and indexes two requests in parallel, and one more
+chunk is built meanwhile (one at a time left the server idle between requests)."""
 CLAIM_CHUNKS = 8
 """A pass claims about this many writes' worth of points: enough to keep a write in
 flight while the previous chunk's rows are deleted, bounded memory (8 x 5,000 lines)."""
@@ -101,8 +104,8 @@ def drain_once(
 ) -> DrainResult:
     """One pass: claim due rows, write them in chunks, delete what InfluxDB stored.
 
-    Chunk k+1 is on the wire while chunk k's rows are deleted (two writes at most
-    in flight, in order, on one writer thread). Every chunk's own outcome decides
+    Up to :data:`WRITES_IN_FLIGHT` chunks are on the wire while the next one is
+    built and settled chunks' rows are deleted. Every chunk's own outcome decides
     its rows' fate; after a retryable failure nothing more is sent and every
     unconfirmed row is released.
     """
@@ -119,14 +122,14 @@ def drain_once(
     result.claimed_rows = len(rows)
     groups = list(chunks(rows, policy.batch_points))
     unsent: list[ClaimedRow] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-write") as pool:
+    with ThreadPoolExecutor(max_workers=WRITES_IN_FLIGHT, thread_name_prefix="influx") as pool:
         in_flight: deque[tuple[Future[None], list[ClaimedRow]]] = deque()
         for index, group in enumerate(groups):
             if result.error is not None and result.failed_rows:
                 unsent = [row for later in groups[index:] for row in later]
                 break
             in_flight.append((pool.submit(writer.write, _body(group)), group))
-            if len(in_flight) > 1:
+            if len(in_flight) >= WRITES_IN_FLIGHT:
                 _settle(engine, writer, *in_flight.popleft(), owner, policy, clock, result)
         while in_flight:
             _settle(engine, writer, *in_flight.popleft(), owner, policy, clock, result)

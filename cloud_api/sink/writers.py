@@ -8,6 +8,7 @@ succeed later (outage, timeout, 5xx, 429) or never will (400: bad data).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol, cast
@@ -151,21 +152,23 @@ def make_writer(settings: Settings) -> LineWriter:
     )
 
 
-def write_pipelined(writer: LineWriter, bodies: Iterable[bytes]) -> int:
-    """Write ``bodies`` in order, producing the next while the previous is in flight.
+def write_pipelined(writer: LineWriter, bodies: Iterable[bytes], *, in_flight: int = 1) -> int:
+    """Write ``bodies``, producing the next while up to ``in_flight`` writes are on the wire.
 
-    The producer (serialisation, reading rows) runs in the caller's thread; one
-    writer thread waits on the server. Returns the bytes written; the first
-    failure is raised after the write in flight finished.
+    The producer (serialisation, reading rows) runs in the caller's thread;
+    ``in_flight`` writer threads wait on the server (InfluxDB handles concurrent
+    writes in parallel; order between them does not matter, every point carries
+    its own time). Returns the bytes written; the first failure is raised once
+    the writes in flight finished.
     """
     written = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-write") as pool:
-        pending: Future[None] | None = None
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="influx-write") as pool:
+        pending: deque[Future[None]] = deque()
         for body in bodies:
-            if pending is not None:
-                pending.result()
-            pending = pool.submit(writer.write, body)
+            if len(pending) >= in_flight:
+                pending.popleft().result()
+            pending.append(pool.submit(writer.write, body))
             written += len(body)
-        if pending is not None:
-            pending.result()
+        while pending:
+            pending.popleft().result()
     return written

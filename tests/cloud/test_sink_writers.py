@@ -54,7 +54,8 @@ def test_v1_writer_classifies_failures(influx_url: str) -> None:
 
 
 @pytest.mark.influxdb
-def test_write_pipelined_writes_every_body_in_order(influx_url: str) -> None:
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_write_pipelined_writes_every_body(influx_url: str, in_flight: int) -> None:
     bodies = [
         encode_lines(
             Point("pipe", (("b", str(b)),), (("v", b * 10 + i),), BASE_NS + b * 10 + i)
@@ -64,7 +65,9 @@ def test_write_pipelined_writes_every_body_in_order(influx_url: str) -> None:
     ]
     with private_database(influx_url) as db:
         writer = V1Writer(influx_url, database=db)
-        assert write_pipelined(writer, iter(bodies)) == sum(len(b) for b in bodies)
+        assert write_pipelined(writer, iter(bodies), in_flight=in_flight) == sum(
+            len(b) for b in bodies
+        )
         writer.close()
         got = rows(influx_url, db, 'SELECT "v" FROM "pipe" ORDER BY time')
     assert [r["v"] for r in got] == list(range(50))
