@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloud_api.api.deps import AppContext
-from cloud_api.api.routes import chain, devices, events, health, ingest, provisioning
+from cloud_api.api.routes import auth, chain, devices, events, health, ingest, provisioning
+from cloud_api.auth.tokens import signing_key
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
 from cloud_api.models import utcnow
@@ -98,6 +99,7 @@ def create_app(
             sun_counter_jump_flag=settings.sun_counter_jump_flag,
         ),
         clock=clock,
+        token_key=signing_key(settings.server_key_bytes()),
     )
 
     @asynccontextmanager
@@ -125,6 +127,7 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.include_router(health.router)
+    app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)
     app.include_router(events.router, prefix=API_PREFIX)
     app.include_router(provisioning.router, prefix=API_PREFIX)

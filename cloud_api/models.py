@@ -284,6 +284,71 @@ class IngestLog(Base):
     received_at: Mapped[datetime]
 
 
+class Role(StrEnum):
+    """What a person may do; every endpoint names the roles it admits."""
+
+    GUARD = "guard"
+    TECHNICIAN = "technician"
+    SUPERVISOR = "supervisor"
+    CUSTOMER = "customer"
+    ADMIN = "admin"
+
+
+class User(Base):
+    """A person who logs in. Only the argon2 hash of the password is stored.
+
+    ``failed_logins`` and ``locked_until`` live in the row, not in process memory,
+    so login rate limiting holds across every API process behind the balancer.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+
+
+class UserSite(Base):
+    """The sites a person is scoped to (admins see every site)."""
+
+    __tablename__ = "user_sites"
+    __table_args__ = (UniqueConstraint("user_id", "site_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+
+
+class InfluxOutbox(Base):
+    """Line protocol waiting for InfluxDB, written in the same transaction as the evidence.
+
+    One row per ingest batch (only when a sink is configured). A worker claims rows
+    with a lease (``lease_owner``, ``lease_until``; ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL), writes them, and deletes them only after InfluxDB accepted the
+    write; a failed write releases the rows with ``next_attempt_at`` pushed back.
+    Rows InfluxDB refuses as bad data (HTTP 400) keep their lines, with
+    ``dead_at`` and the server's reason in ``last_error``.
+    """
+
+    __tablename__ = "influx_outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    n_points: Mapped[int] = mapped_column(Integer)
+    lines: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    dead_at: Mapped[datetime | None]
+
+
 class ChainHead(Base):
     """The head of a site's hash chain; its row lock serialises appends across processes."""
 
@@ -333,28 +398,3 @@ class SequenceRange(Base):
     first_seq: Mapped[int] = mapped_column(BigInteger)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(10))
-
-
-class InfluxOutbox(Base):
-    """Line protocol waiting for InfluxDB, written in the same transaction as the evidence.
-
-    One row per ingest batch (only when a sink is configured). A worker claims rows
-    with a lease (``lease_owner``, ``lease_until``; ``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL), writes them, and deletes them only after InfluxDB accepted the
-    write; a failed write releases the rows with ``next_attempt_at`` pushed back.
-    Rows InfluxDB refuses as bad data (HTTP 400) keep their lines, with
-    ``dead_at`` and the server's reason in ``last_error``.
-    """
-
-    __tablename__ = "influx_outbox"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    n_points: Mapped[int] = mapped_column(Integer)
-    lines: Mapped[str] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
-    lease_owner: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None]
-    last_error: Mapped[str | None] = mapped_column(Text)
-    dead_at: Mapped[datetime | None]

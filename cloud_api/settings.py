@@ -34,6 +34,15 @@ class Settings(BaseSettings):
         default=None,
         description="bearer token for read endpoints until people auth arrives (issue 5)",
     )
+    access_token_ttl_s: int = Field(
+        default=900, ge=60, le=86_400, description="lifetime of a person's access token"
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed logins in a row before the account is locked"
+    )
+    login_lockout_s: int = Field(
+        default=900, ge=1, description="how long a locked account refuses logins"
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     max_batch_bytes: int = MAX_BATCH_BYTES

@@ -17,8 +17,10 @@ from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_api.auth.tokens import InvalidTokenError, read_token
+from cloud_api.auth.users import site_ids_of
 from cloud_api.crypto_store import SecretBox
-from cloud_api.models import Gateway
+from cloud_api.models import Gateway, Role, User
 from cloud_api.provisioning import hash_api_key
 from cloud_api.settings import Settings
 from cloud_api.verify import VerifyPolicy
@@ -35,6 +37,8 @@ class AppContext:
     policy: VerifyPolicy
     clock: Callable[[], datetime]
     """Server time (timezone-aware UTC); tests inject a fixed clock."""
+    token_key: bytes
+    """Signs people's access tokens (derived from the server key)."""
 
 
 def get_context(request: Request) -> AppContext:
@@ -84,13 +88,64 @@ def current_gateway(ctx: ContextDep, token: Annotated[str, Depends(bearer_token)
 GatewayDep = Annotated[Gateway, Depends(current_gateway)]
 
 
-def require_admin(ctx: ContextDep, token: Annotated[str, Depends(bearer_token)]) -> None:
-    """Accept only the admin token from settings (constant-time compare), else 401."""
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a logged-in person, or the break-glass admin token."""
+
+    user_id: int | None
+    username: str
+    role: Role
+    site_ids: frozenset[int]
+
+    def may_see(self, site_id: int) -> bool:
+        return self.role is Role.ADMIN or site_id in self.site_ids
+
+
+def _is_admin_token(ctx: AppContext, token: str) -> bool:
     admin = ctx.settings.admin_token
-    if admin is None:
-        raise _unauthorized("no admin token is configured (PATROL_CLOUD_ADMIN_TOKEN)")
-    if not hmac.compare_digest(token.encode(), admin.get_secret_value().encode()):
-        raise _unauthorized("wrong admin token")
+    return admin is not None and hmac.compare_digest(
+        token.encode(), admin.get_secret_value().encode()
+    )
 
 
-AdminDep = Annotated[None, Depends(require_admin)]
+def current_principal(ctx: ContextDep, token: Annotated[str, Depends(bearer_token)]) -> Principal:
+    """The person behind an access token (or the admin token from settings), else 401."""
+    if _is_admin_token(ctx, token):
+        return Principal(None, "admin-token", Role.ADMIN, frozenset())
+    try:
+        claims = read_token(ctx.token_key, token, now=ctx.clock())
+    except InvalidTokenError as exc:
+        raise _unauthorized(str(exc)) from exc
+    with ctx.sessions() as session:
+        user = session.get(User, claims.user_id)
+        if user is None or user.disabled_at is not None:
+            raise _unauthorized("this account no longer exists or is disabled")
+        return Principal(user.id, user.username, Role(user.role), site_ids_of(session, user.id))
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
+    """A dependency admitting only ``roles`` (admin always), else 403."""
+    allowed = frozenset(roles) | {Role.ADMIN}
+
+    def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in allowed:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"role {principal.role.value} may not do this "
+                f"(allowed: {', '.join(sorted(r.value for r in allowed))})",
+            )
+        return principal
+
+    return check
+
+
+def require_site(principal: Principal, site_id: int) -> None:
+    """403 unless the caller is scoped to ``site_id``."""
+    if not principal.may_see(site_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"no access to site {site_id}")
+
+
+AdminDep = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
