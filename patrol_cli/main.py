@@ -71,3 +71,27 @@ def chain_verify(
     from cloud_api.chain import verify_site
 
     raise typer.Exit(verify_site(database_url, site, typer.echo))
+
+
+user_app = typer.Typer(help="People who log in to the cloud service.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+
+@user_app.command("create")
+def user_create(
+    database_url: Annotated[
+        str,
+        typer.Option(
+            help="SQLAlchemy URL of the cloud database.", envvar="PATROL_CLOUD_DATABASE_URL"
+        ),
+    ],
+    username: Annotated[str, typer.Option(help="Login name.")],
+    role: Annotated[str, typer.Option(help="guard, technician, supervisor, customer or admin.")],
+    site: Annotated[
+        list[str] | None, typer.Option(help="Exact site name the person may see (repeatable).")
+    ] = None,
+) -> None:
+    """Create a person with a generated password, printed once and stored only hashed."""
+    from cloud_api.cli_users import create_user_command
+
+    raise typer.Exit(create_user_command(database_url, username, role, site or [], typer.echo))
