@@ -54,10 +54,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_cloud(tmp_path: Path, *, clock: Any = None) -> CloudServer:
+def start_cloud(
+    tmp_path: Path,
+    *,
+    clock: Any = None,
+    uvicorn_options: dict[str, Any] | None = None,
+    **settings_overrides: Any,
+) -> CloudServer:
+    """``settings_overrides`` go to cloud_api's Settings (e.g. max_batch_bytes);
+    ``uvicorn_options`` to uvicorn.Config (e.g. ssl_certfile / ssl_keyfile: URL is https)."""
     db_url = f"sqlite:///{tmp_path}/cloud.db"
     settings = Settings(
-        database_url=db_url, server_key=base64.b64encode(SERVER_KEY).decode("ascii")
+        database_url=db_url,
+        server_key=base64.b64encode(SERVER_KEY).decode("ascii"),
+        **settings_overrides,
     )
     kwargs = {} if clock is None else {"clock": clock}
     app = create_app(settings, **kwargs)
@@ -70,7 +80,14 @@ def start_cloud(tmp_path: Path, *, clock: Any = None) -> CloudServer:
             register_wearable(session, box=box, device_id=device_id, key=DEVICE_KEY, site=site)
     port = _free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            **(uvicorn_options or {}),
+        )
     )
     thread = threading.Thread(target=server.run, name="cloud-uvicorn", daemon=True)
     thread.start()
@@ -79,4 +96,5 @@ def start_cloud(tmp_path: Path, *, clock: Any = None) -> CloudServer:
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the cloud app did not start")
         time.sleep(0.02)
-    return CloudServer(f"http://127.0.0.1:{port}", api_key, engine, server, thread)
+    scheme = "https" if uvicorn_options and "ssl_certfile" in uvicorn_options else "http"
+    return CloudServer(f"{scheme}://127.0.0.1:{port}", api_key, engine, server, thread)

@@ -3,9 +3,16 @@
 Order of refusals: bad credential (401) before the body is read; a body over
 ``max_batch_bytes`` (413) before it is parsed; an unparseable body (422, kept in
 rejected_events as ``malformed``); a batch naming another gateway (403).
+
+``Content-Encoding: gzip`` bodies (what the edge sends) are inflated with the same
+``max_batch_bytes`` cap on the inflated size, so a small "gzip bomb" is refused
+(413) without being inflated past the cap; a body that is not valid gzip is 400,
+another encoding 415.
 """
 
 from __future__ import annotations
+
+import zlib
 
 from fastapi import APIRouter, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
@@ -41,7 +48,36 @@ async def _read_body_limited(request: Request, max_bytes: int) -> bytes:
                 detail=f"batch body exceeds {max_bytes} bytes",
             )
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding == "identity":
+        return body
+    if encoding != "gzip":
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            detail=f"Content-Encoding {encoding!r} is not supported (gzip or identity)",
+        )
+    return _gunzip_limited(body, max_bytes)
+
+
+def _gunzip_limited(body: bytes, max_bytes: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
+    try:
+        inflated = inflater.decompress(body, max_bytes + 1)
+        if len(inflated) > max_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE,
+                detail=f"batch body inflates beyond {max_bytes} bytes",
+            )
+        if not inflater.eof or inflater.unused_data:
+            raise HTTPException(
+                status.HTTP_400_BAD_REQUEST, detail="gzip body is truncated or has trailing data"
+            )
+    except zlib.error as exc:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail=f"body is not valid gzip: {exc}"
+        ) from exc
+    return inflated
 
 
 def _record_malformed(ctx: AppContext, gateway: Gateway, body: bytes, detail: str) -> None:
@@ -77,7 +113,9 @@ def _ingest(ctx: AppContext, gateway: Gateway, batch: ParsedBatch) -> IngestResp
     responses={
         401: {"description": "missing, unknown or revoked gateway API key"},
         403: {"description": "the batch names a different gateway"},
-        413: {"description": "body larger than MAX_BATCH_BYTES"},
+        400: {"description": "Content-Encoding gzip, but the body is not valid gzip"},
+        413: {"description": "body (or its gzip inflation) larger than MAX_BATCH_BYTES"},
+        415: {"description": "a Content-Encoding other than gzip or identity"},
         422: {"description": "body is not an ingest batch (recorded as malformed)"},
     },
 )
