@@ -222,10 +222,8 @@ def run_sink(url: str, db: str, rows: list[dict[str, Any]]) -> float:
 
 def run_outbox(url: str, db: str, rows: list[dict[str, Any]], folder: Path) -> float:
     """Outbox rows as ingest writes them (one per 500-event batch), then a timed drain."""
-    from sqlalchemy import insert
-
     from cloud_api.db import init_db, make_engine, session_scope
-    from cloud_api.models import InfluxOutbox
+    from cloud_api.sink.outbox import enqueue
     from cloud_api.sink.worker import DrainPolicy, drain
 
     engine = make_engine(f"sqlite:///{folder}/outbox-{uuid.uuid4().hex[:6]}.db")
@@ -238,16 +236,7 @@ def run_outbox(url: str, db: str, rows: list[dict[str, Any]], folder: Path) -> f
                 for row in rows[first : first + 500]
                 for line in lines_for_event(row, site_id=1, post_id=None)
             ]
-            session.execute(
-                insert(InfluxOutbox),
-                {
-                    "created_at": now,
-                    "n_points": len(lines),
-                    "lines": "\n".join(lines),
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                },
-            )
+            enqueue(session, lines="\n".join(lines), n_points=len(lines), now=now)
     writer = V1Writer(url, database=db, timeout_s=60)
     start = time.perf_counter()
     drain(engine, writer, owner="bench", policy=DrainPolicy(batch_points=BATCH_LINES))

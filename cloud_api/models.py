@@ -332,7 +332,9 @@ class InfluxOutbox(Base):
     PostgreSQL), writes them, and deletes them only after InfluxDB accepted the
     write; a failed write releases the rows with ``next_attempt_at`` pushed back.
     Rows InfluxDB refuses as bad data (HTTP 400) keep their lines, with
-    ``dead_at`` and the server's reason in ``last_error``.
+    ``dead_at`` and the server's reason in ``last_error``. The lines live in
+    :class:`InfluxOutboxLines`: SQLite rewrites a whole record on UPDATE, so
+    leasing a row that held its text would copy the text each time.
     """
 
     __tablename__ = "influx_outbox"
@@ -340,13 +342,21 @@ class InfluxOutbox(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     n_points: Mapped[int] = mapped_column(Integer)
-    lines: Mapped[str] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     dead_at: Mapped[datetime | None]
+
+
+class InfluxOutboxLines(Base):
+    """The line protocol of one :class:`InfluxOutbox` row (written once, deleted with it)."""
+
+    __tablename__ = "influx_outbox_lines"
+
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("influx_outbox.id"), primary_key=True)
+    lines: Mapped[str] = mapped_column(Text)
 
 
 class ChainHead(Base):

@@ -27,7 +27,7 @@ from typing import Any, cast
 from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from cloud_api.models import Checkpoint, InfluxOutbox
+from cloud_api.models import Checkpoint, InfluxOutbox, InfluxOutboxLines
 from cloud_api.sink.schema import (
     LineProtocolError,
     Point,
@@ -43,6 +43,18 @@ MAX_ERROR_CHARS = 2000
 """The last error is kept per row for people, bounded."""
 
 _outbox = cast(Table, InfluxOutbox.__table__)
+_lines = cast(Table, InfluxOutboxLines.__table__)
+_INSERT_ROW = insert(_outbox).returning(_outbox.c.id)
+
+
+def enqueue(session: Session, *, lines: str, n_points: int, now: datetime) -> int:
+    """Add one outbox row holding ``lines`` (newline-separated), due at once; its id."""
+    row_id: int = session.execute(
+        _INSERT_ROW,
+        {"created_at": now, "n_points": n_points, "attempts": 0, "next_attempt_at": now},
+    ).scalar_one()
+    session.execute(insert(_lines), {"outbox_id": row_id, "lines": lines})
+    return row_id
 
 
 class OutboxBuffer:
@@ -100,16 +112,7 @@ class OutboxBuffer:
         """Insert the collected lines as one row (nothing when the batch accepted nothing)."""
         if not self._lines:
             return
-        self._session.execute(
-            insert(_outbox),
-            {
-                "created_at": now,
-                "n_points": len(self._lines),
-                "lines": "\n".join(self._lines),
-                "attempts": 0,
-                "next_attempt_at": now,
-            },
-        )
+        enqueue(self._session, lines="\n".join(self._lines), n_points=len(self._lines), now=now)
         self._lines = []
 
 
@@ -164,7 +167,8 @@ def claim(
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_s))
     )
     rows = session.execute(
-        select(_outbox.c.id, _outbox.c.n_points, _outbox.c.lines, _outbox.c.attempts)
+        select(_outbox.c.id, _outbox.c.n_points, _lines.c.lines, _outbox.c.attempts)
+        .join(_lines, _lines.c.outbox_id == _outbox.c.id)
         .where(_outbox.c.id.in_(ids))
         .order_by(_outbox.c.id)
     ).all()
@@ -173,10 +177,16 @@ def claim(
 
 def complete(session: Session, *, owner: str, ids: Sequence[int]) -> int:
     """Delete rows InfluxDB accepted (only while this worker still holds them)."""
-    result = session.execute(
-        delete(_outbox).where(_outbox.c.id.in_(ids), _outbox.c.lease_owner == owner)
+    owned = list(
+        session.execute(
+            select(_outbox.c.id).where(_outbox.c.id.in_(ids), _outbox.c.lease_owner == owner)
+        ).scalars()
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    if not owned:
+        return 0
+    session.execute(delete(_lines).where(_lines.c.outbox_id.in_(owned)))
+    session.execute(delete(_outbox).where(_outbox.c.id.in_(owned)))
+    return len(owned)
 
 
 def backoff_s(attempts: int, *, initial_s: float, max_s: float) -> float:

@@ -27,12 +27,12 @@ from cloudtest import (
     observation_item,
 )
 from sinktest import closed_port_url, private_database, rows
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from cloud_api.db import init_db, make_engine, session_scope
-from cloud_api.models import InfluxOutbox
-from cloud_api.sink.outbox import backoff_s, claim, complete, pending_points
+from cloud_api.models import InfluxOutbox, InfluxOutboxLines
+from cloud_api.sink.outbox import backoff_s, claim, complete, enqueue, pending_points
 from cloud_api.sink.worker import DrainPolicy, SinkWorker, drain, drain_once
 from cloud_api.sink.writers import V1Writer
 from patrol_protocol.frames import TAG_NTAG21X, EquipmentNear, Heartbeat, NfcScan, Sos
@@ -91,7 +91,7 @@ def test_ingest_fills_one_outbox_row_per_batch_with_exact_lines(
     post = world.scalar("SELECT id FROM posts WHERE name = 'Main gate'")
     cp = world.checkpoint_ids["plain"]
     ms = T0_NS + 250_000_000
-    lines = world.scalar("SELECT lines FROM influx_outbox")
+    lines = world.scalar("SELECT lines FROM influx_outbox_lines")
     assert lines.split("\n") == [
         f"scan,assurance=low,checkpoint={cp},device={DEVICE:08x},method=nfc,post={post},"
         f'site={site} seq=1i,delay_ms=4750i,flag_count=1i,flags="low_assurance_tag" {ms + 1}',
@@ -168,21 +168,11 @@ def test_outage_loses_nothing_and_recovery_writes_each_point_once(
 
 def _fill(engine: Engine, n_rows: int, *, points_per_row: int = 2) -> None:
     with session_scope(engine) as session:
-        session.execute(
-            insert(InfluxOutbox),
-            [
-                {
-                    "created_at": SERVER_NOW,
-                    "n_points": points_per_row,
-                    "lines": "\n".join(
-                        f"fill,row={r} v={p}i {T0_NS + r * 1000 + p}" for p in range(points_per_row)
-                    ),
-                    "attempts": 0,
-                    "next_attempt_at": SERVER_NOW,
-                }
-                for r in range(n_rows)
-            ],
-        )
+        for r in range(n_rows):
+            text = "\n".join(
+                f"fill,row={r} v={p}i {T0_NS + r * 1000 + p}" for p in range(points_per_row)
+            )
+            enqueue(session, lines=text, n_points=text.count("\n") + 1, now=SERVER_NOW)
 
 
 def test_claims_are_leased_disjoint_and_expire(db_url: str) -> None:
@@ -239,16 +229,7 @@ def test_refused_row_is_buried_with_reason_and_others_written(
     init_db(engine)
     _fill(engine, 1)
     with session_scope(engine) as s:
-        s.execute(
-            insert(InfluxOutbox),
-            {
-                "created_at": SERVER_NOW,
-                "n_points": 1,
-                "lines": "fill,row=bad v=notanumber 1",
-                "attempts": 0,
-                "next_attempt_at": SERVER_NOW,
-            },
-        )
+        enqueue(s, lines="fill,row=bad v=notanumber 1", n_points=1, now=SERVER_NOW)
     _fill(engine, 1)
     writer = V1Writer(url, database=db)
     result = drain(engine, writer, owner="a", policy=POLICY, clock=lambda: SERVER_NOW)
@@ -256,7 +237,9 @@ def test_refused_row_is_buried_with_reason_and_others_written(
     assert (result.written_rows, result.buried_rows, result.written_points) == (2, 1, 4)
     with engine.connect() as conn:
         dead = conn.execute(
-            InfluxOutbox.__table__.select().where(InfluxOutbox.dead_at.is_not(None))
+            select(InfluxOutbox.attempts, InfluxOutbox.last_error, InfluxOutboxLines.lines)
+            .join(InfluxOutboxLines, InfluxOutboxLines.outbox_id == InfluxOutbox.id)
+            .where(InfluxOutbox.dead_at.is_not(None))
         ).all()
     assert [(d.lines, d.attempts) for d in dead] == [("fill,row=bad v=notanumber 1", 1)]
     assert "HTTP 400" in dead[0].last_error
@@ -278,21 +261,11 @@ def test_two_workers_drain_concurrently_each_point_once(
     init_db(engine)
     n_rows = 200
     with session_scope(engine) as session:
-        session.execute(
-            insert(InfluxOutbox),
-            [
-                {
-                    "created_at": SERVER_NOW,
-                    "n_points": 3,
-                    "lines": "\n".join(
-                        f"multi,row={r % 7} v={r * 3 + p}i {T0_NS + r * 3 + p}" for p in range(3)
-                    ),
-                    "attempts": 0,
-                    "next_attempt_at": SERVER_NOW,
-                }
-                for r in range(n_rows)
-            ],
-        )
+        for r in range(n_rows):
+            text = "\n".join(
+                f"multi,row={r % 7} v={r * 3 + p}i {T0_NS + r * 3 + p}" for p in range(3)
+            )
+            enqueue(session, lines=text, n_points=text.count("\n") + 1, now=SERVER_NOW)
     small = DrainPolicy(batch_points=30, lease_s=60, claim_rows=10)
     results: list[int] = []
 
@@ -311,7 +284,8 @@ def test_two_workers_drain_concurrently_each_point_once(
         thread.join(60)
     assert sum(results) == n_rows * 3
     with engine.connect() as conn:
-        assert conn.execute(InfluxOutbox.__table__.select()).all() == []
+        assert conn.execute(select(InfluxOutbox.id)).all() == []
+        assert conn.execute(select(InfluxOutboxLines.outbox_id)).all() == []
     got = rows(url, db, 'SELECT "v" FROM "multi"')
     assert sorted(r["v"] for r in got) == list(range(n_rows * 3))
     engine.dispose()
@@ -370,21 +344,11 @@ def test_two_processes_drain_one_store_each_point_once(
     init_db(engine)
     n_rows = 300
     with session_scope(engine) as session:
-        session.execute(
-            insert(InfluxOutbox),
-            [
-                {
-                    "created_at": SERVER_NOW,
-                    "n_points": 3,
-                    "lines": "\n".join(
-                        f"proc,row={r % 5} v={r * 3 + p}i {T0_NS + r * 3 + p}" for p in range(3)
-                    ),
-                    "attempts": 0,
-                    "next_attempt_at": SERVER_NOW,
-                }
-                for r in range(n_rows)
-            ],
-        )
+        for r in range(n_rows):
+            text = "\n".join(
+                f"proc,row={r % 5} v={r * 3 + p}i {T0_NS + r * 3 + p}" for p in range(3)
+            )
+            enqueue(session, lines=text, n_points=text.count("\n") + 1, now=SERVER_NOW)
     go = tmp_path / "go"
     processes = [
         subprocess.Popen(
@@ -399,7 +363,8 @@ def test_two_processes_drain_one_store_each_point_once(
     assert [p.returncode for p in processes] == [0, 0]
     assert sum(int(out) for out in outputs) == n_rows * 3
     with engine.connect() as conn:
-        assert conn.execute(InfluxOutbox.__table__.select()).all() == []
+        assert conn.execute(select(InfluxOutbox.id)).all() == []
+        assert conn.execute(select(InfluxOutboxLines.outbox_id)).all() == []
     got = rows(url, db, 'SELECT "v" FROM "proc"')
     assert sorted(r["v"] for r in got) == list(range(n_rows * 3))
     engine.dispose()
