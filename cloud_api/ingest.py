@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, cast
@@ -70,7 +70,7 @@ from patrol_protocol.batch import (
     decode_b64_item,
 )
 from patrol_protocol.errors import ProtocolError
-from patrol_protocol.frames import Eviction, decode_frame
+from patrol_protocol.frames import BleVisit, Eviction, Kind, NfcScan, decode_body, decode_frame
 from patrol_protocol.limits import MAX_BATCH_ITEMS
 
 log = logging.getLogger(__name__)
@@ -279,10 +279,6 @@ class DbKeyLookup:
         last = self._counters.get(tag_pk)
         self._counters[tag_pk] = counter if last is None else max(last, counter)
 
-    def counters(self) -> dict[int, int]:
-        """Each tag's highest read counter seen by this batch (to raise in the store)."""
-        return {pk: c for pk, c in self._counters.items() if c is not None}
-
     def device_key(self, kind: DeviceKind, device_id: int, key_id: int) -> KeyRef | None:
         cache_key = (kind, device_id, key_id)
         if cache_key not in self._device_keys:
@@ -323,6 +319,35 @@ class DbKeyLookup:
             ).scalar_one()
         return dataclasses.replace(tag, last_read_counter=self._counters[tag.tag_pk])
 
+    def preload_tags(self, uids: set[bytes]) -> None:
+        """Keys, checkpoints and counters of many NFC tags in one query (once per batch)."""
+        uids = {uid for uid in uids if uid not in self._tags}
+        if not uids:
+            return
+        rows = self._session.execute(
+            select(NfcTag, Checkpoint.id)
+            .outerjoin(Checkpoint, Checkpoint.nfc_uid == NfcTag.uid)
+            .where(NfcTag.uid.in_(uids))
+        ).all()
+        for uid in uids:
+            self._tags[uid] = None
+        for tag, checkpoint_id in rows:
+            self._tags[tag.uid] = self._tag_ref(tag, checkpoint_id)
+            self._counters[tag.id] = tag.last_read_counter
+
+    def preload_beacons(self, beacon_ids: set[int]) -> None:
+        """The checkpoints of many beacons in one query (once per batch)."""
+        beacon_ids = {b for b in beacon_ids if b not in self._beacons}
+        if not beacon_ids:
+            return
+        for beacon_id in beacon_ids:
+            self._beacons[beacon_id] = None
+        for row in self._session.execute(
+            select(Checkpoint.beacon_id, Checkpoint.id).where(Checkpoint.beacon_id.in_(beacon_ids))
+        ):
+            if row.beacon_id is not None:
+                self._beacons[row.beacon_id] = row.id
+
     def _load_tag(self, uid: bytes) -> TagRef | None:
         tag = self._session.execute(select(NfcTag).where(NfcTag.uid == uid)).scalar_one_or_none()
         if tag is None:
@@ -330,6 +355,10 @@ class DbKeyLookup:
         checkpoint_id = self._session.execute(
             select(Checkpoint.id).where(Checkpoint.nfc_uid == uid)
         ).scalar_one_or_none()
+        return self._tag_ref(tag, checkpoint_id)
+
+    def _tag_ref(self, tag: NfcTag, checkpoint_id: int | None) -> TagRef:
+        uid = tag.uid
         meta = file = None
         if tag.meta_read_key_enc is not None and tag.file_read_key_enc is not None:
             meta = self._box.decrypt(tag.meta_read_key_enc, context=tag_key_context(uid, "meta"))
@@ -394,6 +423,9 @@ _RAISE_TAG_COUNTER = (
 )
 
 
+_BEACON_ID_END = 7
+"""A beacon advert's u32 beacon_id is bytes 3..6 (version, type, key_id before it)."""
+
 STORED_FRAMES_CHUNK = 500
 """(device_id, seq) pairs per lookup query: 1,000 bound values, far below SQLite's limit."""
 
@@ -410,6 +442,28 @@ def _stored_frames(session: Session, wanted: set[tuple[int, int]]) -> dict[tuple
         )
         found.update(((r.device_id, r.seq), bytes(r.raw)) for r in rows)
     return found
+
+
+@functools.cache
+def _insert_ignore_many_statement(dialect: str) -> Any:
+    """Many events in one INSERT ... ON CONFLICT DO NOTHING RETURNING (SQLAlchemy's
+    insertmanyvalues); a row that conflicts returns nothing."""
+    insert_: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert_(_events)
+        .on_conflict_do_nothing()
+        .returning(_events.c.id, _events.c.device_id, _events.c.seq)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingFrame:
+    """A verified frame waiting for the batch's bulk insert."""
+
+    index: int
+    item: DeviceFrameItem
+    verified: VerifiedFrame
+    row: dict[str, Any]
 
 
 @dataclass
@@ -444,7 +498,12 @@ class _BatchIngest:
         self.stored_frames: dict[tuple[int, int], bytes] = {}
         # What this batch accepts, sealed into the site's hash chain and the wearables'
         # sequence state at the end of the batch (cloud_api.chain, cloud_api.sequences).
-        self.chained: list[chain.ChainRecord] = []
+        self.chained: list[tuple[int, chain.ChainRecord]] = []  # (item index, record)
+        self.pending: list[_PendingFrame] = []
+        self.pending_tag_reads: set[tuple[int | None, int | None]] = set()
+        self.tag_counters: dict[int, int] = {}
+        self.outbox_rows: list[tuple[int, Callable[[dict[str, Any]], None], dict[str, Any]]] = []
+        self._index = 0
         self.device_seqs: dict[int, sequences.DeviceBatch] = {}
         # InfluxDB points of what this batch accepts, one outbox row in this transaction.
         self.outbox = (
@@ -455,7 +514,11 @@ class _BatchIngest:
 
     def run(self) -> IngestResponse:
         self._prefetch()
-        results = [self._one(item) for item in self.batch.items]
+        results = []
+        for index, item in enumerate(self.batch.items):
+            self._index = index
+            results.append(self._one(item))
+        self._insert_pending(results)
         for result in results:
             if result.status == "accepted":
                 self.counts.accepted += 1
@@ -466,6 +529,8 @@ class _BatchIngest:
                 reason = result.reason or "?"
                 self.counts.reasons[reason] = self.counts.reasons.get(reason, 0) + 1
         if self.outbox is not None:
+            for _index, add, row in sorted(self.outbox_rows, key=lambda entry: entry[0]):
+                add(row)  # in item order, frames included (inserted in bulk above)
             self.outbox.flush(self.now)
         self._seal()
         self.session.add(
@@ -509,18 +574,19 @@ class _BatchIngest:
         except DBAPIError:
             raise  # the database failed: nothing is final, the gateway retries the batch
         except Exception as exc:
-            # A bug of ours on one item must not block the gateway's queue behind it
-            # forever. The item is refused loudly, its exact bytes kept in
-            # rejected_events for reprocessing once the bug is fixed.
-            log.exception(
-                "internal error on gw_seq %s of batch %s", item.gw_seq, self.batch.batch_id
-            )
-            internal = Rejected(
-                "internal_error",
-                f"internal error ({type(exc).__name__}: {exc}); raw bytes kept for reprocessing",
-            )
-            self._reject(item, internal)
-            return ItemResult(gw_seq=item.gw_seq, status="rejected", reason=internal.reason)
+            return self._internal_error(item, exc)
+
+    def _internal_error(self, item: BatchItem | MalformedItem, exc: Exception) -> ItemResult:
+        # A bug of ours on one item must not block the gateway's queue behind it
+        # forever. The item is refused loudly, its exact bytes kept in
+        # rejected_events for reprocessing once the bug is fixed.
+        log.exception("internal error on gw_seq %s of batch %s", item.gw_seq, self.batch.batch_id)
+        internal = Rejected(
+            "internal_error",
+            f"internal error ({type(exc).__name__}: {exc}); raw bytes kept for reprocessing",
+        )
+        self._reject(item, internal)
+        return ItemResult(gw_seq=item.gw_seq, status="rejected", reason=internal.reason)
 
     def _reject(self, item: BatchItem | MalformedItem, rej: Rejected) -> None:
         raw: bytes | None
@@ -581,46 +647,127 @@ class _BatchIngest:
             gateway_site_id=self.gateway.site_id,
         )
         verified = verify_frame_body(auth, keys=self.keys, ctx=ctx, policy=self.policy)
-        event_row = self._event_row(verified, item)
-        event_id = _insert_ignore(self.session, _events, event_row)
-        if event_id is None:
-            stored = self._existing_frame(header.device_id, header.seq)
-            if stored is not None:  # a concurrent process stored it first
-                return self._same_or_conflict(stored, raw, key, item.gw_seq)
-            raise Rejected(
-                "replayed_counter",
-                f"NTAG 424 read counter {verified.sun_read_counter} of tag "
-                f"{verified.fields.get('uid')} was already accepted",
-                key=key,
-            )
+        tag_read = (verified.nfc_tag_id, verified.sun_read_counter)
+        if tag_read in self.pending_tag_reads:  # the same SUN twice in this batch
+            raise self._replayed(verified, key)
         if verified.nfc_tag_id is not None and verified.sun_read_counter is not None:
             self.keys.accepted_counter(verified.nfc_tag_id, verified.sun_read_counter)
+            self.pending_tag_reads.add(tag_read)
         self.stored_frames[(header.device_id, header.seq)] = raw
-        if self.outbox is not None:
-            self.outbox.add_event(event_row)
-        self._chain_frame(event_id, verified, item)
+        # Accepted unless the bulk insert at the end of the batch meets a row that a
+        # concurrent process stored meanwhile (then answered by _insert_pending).
+        self.pending.append(
+            _PendingFrame(self._index, item, verified, self._event_row(verified, item))
+        )
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
+
+    def _replayed(self, verified: VerifiedFrame, key: str) -> Rejected:
+        return Rejected(
+            "replayed_counter",
+            f"NTAG 424 read counter {verified.sun_read_counter} of tag "
+            f"{verified.fields.get('uid')} was already accepted",
+            key=key,
+        )
+
+    def _insert_pending(self, results: list[ItemResult]) -> None:
+        """Insert the batch's new frames in one statement; answer the few that conflict."""
+        if not self.pending:
+            return
+        failed: set[int] = set()
+        try:
+            with self.session.begin_nested():
+                inserted = {
+                    (row.device_id, row.seq): row.id
+                    for row in self.session.execute(
+                        _insert_ignore_many_statement(self.session.get_bind().dialect.name),
+                        [p.row for p in self.pending],
+                    )
+                }
+        except DBAPIError:
+            raise  # the database failed: nothing is final, the gateway retries the batch
+        except Exception:
+            # A row the driver refuses (a bug of ours): one by one, refusing only that one.
+            inserted = {}
+            for p in self.pending:
+                header = p.verified.frame.header
+                try:
+                    event_id = _insert_ignore(self.session, _events, p.row)
+                except DBAPIError:
+                    raise
+                except Exception as exc:
+                    results[p.index] = self._internal_error(p.item, exc)
+                    failed.add(p.index)
+                    continue
+                if event_id is not None:
+                    inserted[(header.device_id, header.seq)] = event_id
+        for p in self.pending:
+            if p.index in failed:
+                continue
+            header = p.verified.frame.header
+            event_id = inserted.get((header.device_id, header.seq))
+            if event_id is None:  # a concurrent process stored this frame or this SUN first
+                results[p.index] = self._conflicted(p)
+                continue
+            v = p.verified
+            if v.nfc_tag_id is not None and v.sun_read_counter is not None:
+                last = self.tag_counters.get(v.nfc_tag_id)
+                self.tag_counters[v.nfc_tag_id] = max(last or 0, v.sun_read_counter)
+            if self.outbox is not None:
+                self.outbox_rows.append((p.index, self.outbox.add_event, p.row))
+            self._chain_frame(event_id, v, p.item, p.index)
+
+    def _conflicted(self, p: _PendingFrame) -> ItemResult:
+        key = p.verified.frame.idempotency_key
+        header = p.verified.frame.header
+        try:
+            stored = self._existing_frame(header.device_id, header.seq)
+            if stored is not None:
+                return self._same_or_conflict(stored, p.verified.frame.raw, key, p.item.gw_seq)
+            raise self._replayed(p.verified, key)
+        except Rejected as rej:
+            self._reject(p.item, rej)
+            return ItemResult(
+                gw_seq=p.item.gw_seq, status="rejected", key=rej.key, reason=rej.reason
+            )
 
     def _prefetch(self) -> None:
         """One query for the frames of this batch already stored, one for their keys."""
         frames: set[tuple[int, int]] = set()
         keys: set[tuple[int, int]] = set()
+        uids: set[bytes] = set()
+        beacon_ids: set[int] = set()  # a guess from the advert bytes; verified later
         for item in self.batch.items:
             if isinstance(item, DeviceFrameItem):
                 try:
-                    header = decode_frame(decode_b64_item(item)).header
+                    frame = decode_frame(decode_b64_item(item))
                 except ProtocolError:
                     continue  # answered item by item
+                header = frame.header
                 frames.add((header.device_id, header.seq))
                 keys.add((header.device_id, header.key_id))
+                if header.kind in (Kind.NFC_SCAN, Kind.BLE_VISIT):
+                    try:
+                        body = decode_body(header.kind, frame.body)
+                    except ProtocolError:
+                        continue
+                    if isinstance(body, NfcScan):
+                        uids.add(body.uid)
+                    elif isinstance(body, BleVisit) and len(body.adv) >= _BEACON_ID_END:
+                        beacon_ids.add(int.from_bytes(body.adv[3:_BEACON_ID_END], "big"))
         self.stored_frames = _stored_frames(self.session, frames)
         self.keys.preload_device_keys(DeviceKind.WEARABLE, keys)
+        self.keys.preload_tags(uids)
+        self.keys.preload_beacons(beacon_ids)
 
     def _seal(self) -> None:
         """Chain head first, then tags and wearables in id order: one lock order for every
         process. A tag's read counter only rises (the UPDATE's own condition)."""
-        chain.append(self.session, self.gateway.site_id, self.chained)
-        counters = self.keys.counters()
+        chain.append(
+            self.session,
+            self.gateway.site_id,
+            [r for _, r in sorted(self.chained, key=lambda entry: entry[0])],
+        )
+        counters = self.tag_counters
         if counters:
             self.session.execute(
                 _RAISE_TAG_COUNTER,
@@ -628,17 +775,22 @@ class _BatchIngest:
             )
         sequences.record_batch(self.session, self.device_seqs)
 
-    def _chain_frame(self, event_id: int, v: VerifiedFrame, item: DeviceFrameItem) -> None:
+    def _chain_frame(
+        self, event_id: int, v: VerifiedFrame, item: DeviceFrameItem, index: int
+    ) -> None:
         h = v.frame.header
         self.chained.append(
-            chain.ChainRecord(
-                chain.RecordType.DEVICE_FRAME,
-                event_id,
-                v.frame.idempotency_key,
-                self.gateway.gateway_id,
-                self.now,
-                item.received_at,
-                v.frame.raw,
+            (
+                index,
+                chain.ChainRecord(
+                    chain.RecordType.DEVICE_FRAME,
+                    event_id,
+                    v.frame.idempotency_key,
+                    self.gateway.gateway_id,
+                    self.now,
+                    item.received_at,
+                    v.frame.raw,
+                ),
             )
         )
         device = self.device_seqs.setdefault(h.device_id, sequences.DeviceBatch())
@@ -713,16 +865,19 @@ class _BatchIngest:
             assert stored is not None  # the only unique constraint is on key
             return self._advert_same_or_replay(stored, payload, verified.key, item.gw_seq)
         if self.outbox is not None:
-            self.outbox.add_advert(row)
+            self.outbox_rows.append((self._index, self.outbox.add_advert, row))
         self.chained.append(
-            chain.ChainRecord(
-                chain.RecordType.ADVERT,
-                advert_id,
-                verified.key,
-                self.gateway.gateway_id,
-                self.now,
-                item.received_at,
-                payload,
+            (
+                self._index,
+                chain.ChainRecord(
+                    chain.RecordType.ADVERT,
+                    advert_id,
+                    verified.key,
+                    self.gateway.gateway_id,
+                    self.now,
+                    item.received_at,
+                    payload,
+                ),
             )
         )
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=verified.key)
@@ -755,16 +910,19 @@ class _BatchIngest:
                 )
             return ItemResult(gw_seq=item.gw_seq, status="duplicate", key=key)
         if self.outbox is not None:
-            self.outbox.add_observation(row)
+            self.outbox_rows.append((self._index, self.outbox.add_observation, row))
         self.chained.append(
-            chain.ChainRecord(
-                chain.RecordType.OBSERVATION,
-                observation_id,
-                key,
-                self.gateway.gateway_id,
-                self.now,
-                item.received_at,
-                chain.observation_payload(item.observation),
+            (
+                self._index,
+                chain.ChainRecord(
+                    chain.RecordType.OBSERVATION,
+                    observation_id,
+                    key,
+                    self.gateway.gateway_id,
+                    self.now,
+                    item.received_at,
+                    chain.observation_payload(item.observation),
+                ),
             )
         )
         return ItemResult(gw_seq=item.gw_seq, status="accepted", key=key)
