@@ -96,9 +96,9 @@ PRIORITY_BULK: Final = 3
 EVICTABLE_PRIORITIES: Final = (PRIORITY_BULK, PRIORITY_EVENT, PRIORITY_SCAN)
 """Eviction order under the disk budget; PRIORITY_URGENT is never evicted."""
 
-ITEM_OVERHEAD_BYTES: Final = 64
-"""Budget cost of one item besides its payload: row header, columns, two index entries
-(measured by bench/edge_ingest.py as bytes per event on disk, rounded up)."""
+ITEM_OVERHEAD_BYTES: Final = 104
+"""Budget cost of one item besides its payload: row, topic, two index entries. Measured
+by bench/edge_ingest.py: 144 bytes on disk per 43-byte heartbeat, 101 bytes of overhead."""
 
 EVICTION_SCAN_ROWS: Final = 1_000
 """Victims fetched per query while evicting (bounds memory of one eviction pass)."""

@@ -11,7 +11,7 @@ from edgetest import FRAME_TIME_S, heartbeat_frame, wait_until
 from test_priorities import boot, heartbeat, sos
 
 from edge_agent.forwarder import Forwarder, ForwardOutcome
-from edge_agent.queue import EdgeQueue, observation
+from edge_agent.queue import ITEM_OVERHEAD_BYTES, EdgeQueue, observation
 from edge_agent.settings import EdgeSettings
 
 DEVICE = 0x0000A001
@@ -189,7 +189,7 @@ def test_an_item_that_cannot_be_put_in_a_batch_is_parked_as_unsendable(tmp_path,
 
 def test_eviction_record_reaches_the_cloud(tmp_path, cloud):
     settings = settings_for(tmp_path, cloud)
-    frame_cost = len(heartbeat_frame(DEVICE, 1)) + 64
+    frame_cost = len(heartbeat_frame(DEVICE, 1)) + ITEM_OVERHEAD_BYTES
     with EdgeQueue(settings.queue_path, budget_bytes=frame_cost * 10) as queue:
         for seq in range(1, 21):
             queue.append_many([heartbeat(seq)])
