@@ -7,9 +7,10 @@ A legacy advertisement holds two AD structures::
 
 Payloads (big-endian, last 8 bytes are the MAC)::
 
-    beacon    (20) u8 version, u8 type=1, u8 key_id, u32 beacon_id, u32 step, i8 tx_power_dbm, mac8
-    equipment (21) u8 version, u8 type=2, u8 key_id, u32 tag_id, u8 battery_pct, u8 flags,
-                   u32 counter, mac8
+    beacon    (21) u8 version, u8 type=1, u8 key_id, u32 beacon_id, u32 step, i8 tx_power_dbm,
+                   u8 battery_pct, mac8
+    equipment (23) u8 version, u8 type=2, u8 key_id, u32 tag_id, u8 battery_pct, u16 battery_mv,
+                   u8 flags, u32 counter, mac8
     presence  (20) u8 version, u8 type=3, u8 key_id, u32 device_id, u32 step, u8 battery_pct, mac8
 
 ``mac8 = HMAC-SHA256(key, company_id as u16 LE || payload[:-8])[:8]``. Decoding
@@ -58,15 +59,19 @@ class AdvertType(IntEnum):
 EQUIPMENT_ON_CHARGER: Final = 0x01
 EQUIPMENT_MOVING: Final = 0x02
 EQUIPMENT_LOW_BATTERY: Final = 0x04
-_EQUIPMENT_FLAGS_MASK: Final = 0x07
+EQUIPMENT_BUTTON: Final = 0x08
+"""The tag's button was pressed since its previous advert."""
+EQUIPMENT_TAMPER: Final = 0x10
+"""The tag's tamper switch opened since its previous advert (case opened, tag pulled off)."""
+_EQUIPMENT_FLAGS_MASK: Final = 0x1F
 
 AD_TYPE_FLAGS: Final = 0x01
 AD_TYPE_MANUFACTURER: Final = 0xFF
 ADV_FLAGS_AD: Final = bytes((0x02, AD_TYPE_FLAGS, 0x06))
 """LE General Discoverable, BR/EDR not supported."""
 
-_BEACON: Final = struct.Struct(">BBBIIb")
-_EQUIPMENT: Final = struct.Struct(">BBBIBBI")
+_BEACON: Final = struct.Struct(">BBBIIbB")
+_EQUIPMENT: Final = struct.Struct(">BBBIBHBI")
 _PRESENCE: Final = struct.Struct(">BBBIIB")
 _PAYLOAD_BYTES: Final[dict[int, int]] = {
     AdvertType.BEACON: _BEACON.size + ADV_MAC_BYTES,
@@ -77,12 +82,13 @@ _PAYLOAD_BYTES: Final[dict[int, int]] = {
 
 @dataclass(frozen=True, slots=True)
 class BeaconAdvert:
-    """Checkpoint beacon: id, time step of its own clock, calibrated TX power."""
+    """Checkpoint beacon: id, time step of its own clock, calibrated TX power, battery."""
 
     key_id: int
     beacon_id: int
     step: int
     tx_power_dbm: int
+    battery_pct: int
     mac: bytes
 
     def __post_init__(self) -> None:
@@ -90,6 +96,7 @@ class BeaconAdvert:
         check_uint("beacon_id", self.beacon_id, 32)
         check_uint("step", self.step, 32)
         check_int8("tx_power_dbm", self.tx_power_dbm)
+        check_range("battery_pct", self.battery_pct, 0, 100)
         check_bytes("mac", self.mac, ADV_MAC_BYTES)
 
 
@@ -100,6 +107,7 @@ class EquipmentAdvert:
     key_id: int
     tag_id: int
     battery_pct: int
+    battery_mv: int
     flags: int
     counter: int
     mac: bytes
@@ -108,6 +116,7 @@ class EquipmentAdvert:
         check_uint("key_id", self.key_id, 8)
         check_uint("tag_id", self.tag_id, 32)
         check_range("battery_pct", self.battery_pct, 0, 100)
+        check_uint("battery_mv", self.battery_mv, 16)
         check_uint("flags", self.flags, 8)
         check_reserved_bits("flags", self.flags, _EQUIPMENT_FLAGS_MASK)
         check_uint("counter", self.counter, 32)
@@ -157,11 +166,11 @@ def decode_advert_payload(payload: bytes) -> Advert:
         raise MalformedError(f"advert type {adv_type} has {size - expected} trailing bytes")
     mac = payload[-ADV_MAC_BYTES:]
     if adv_type == AdvertType.BEACON:
-        _, _, key_id, beacon_id, step, tx_power = _BEACON.unpack_from(payload)
-        return BeaconAdvert(key_id, beacon_id, step, tx_power, mac)
+        _, _, key_id, beacon_id, step, tx_power, battery = _BEACON.unpack_from(payload)
+        return BeaconAdvert(key_id, beacon_id, step, tx_power, battery, mac)
     if adv_type == AdvertType.EQUIPMENT:
-        _, _, key_id, tag_id, battery, flags, counter = _EQUIPMENT.unpack_from(payload)
-        return EquipmentAdvert(key_id, tag_id, battery, flags, counter, mac)
+        _, _, key_id, tag_id, battery, battery_mv, flags, counter = _EQUIPMENT.unpack_from(payload)
+        return EquipmentAdvert(key_id, tag_id, battery, battery_mv, flags, counter, mac)
     _, _, key_id, device_id, step, battery = _PRESENCE.unpack_from(payload)
     return PresenceAdvert(key_id, device_id, step, battery, mac)
 
@@ -186,12 +195,25 @@ def _sign(company_id: int, unsigned: bytes, key: bytes) -> bytes:
 
 
 def encode_beacon_payload(
-    *, key_id: int, beacon_id: int, step: int, tx_power_dbm: int, company_id: int, key: bytes
+    *,
+    key_id: int,
+    beacon_id: int,
+    step: int,
+    tx_power_dbm: int,
+    battery_pct: int,
+    company_id: int,
+    key: bytes,
 ) -> bytes:
-    """Signed 20-byte checkpoint-beacon payload."""
-    a = BeaconAdvert(key_id, beacon_id, step, tx_power_dbm, bytes(ADV_MAC_BYTES))
+    """Signed 21-byte checkpoint-beacon payload."""
+    a = BeaconAdvert(key_id, beacon_id, step, tx_power_dbm, battery_pct, bytes(ADV_MAC_BYTES))
     unsigned = _BEACON.pack(
-        PROTOCOL_VERSION, AdvertType.BEACON, a.key_id, a.beacon_id, a.step, a.tx_power_dbm
+        PROTOCOL_VERSION,
+        AdvertType.BEACON,
+        a.key_id,
+        a.beacon_id,
+        a.step,
+        a.tx_power_dbm,
+        a.battery_pct,
     )
     return _sign(company_id, unsigned, key)
 
@@ -201,19 +223,23 @@ def encode_equipment_payload(
     key_id: int,
     tag_id: int,
     battery_pct: int,
+    battery_mv: int,
     flags: int,
     counter: int,
     company_id: int,
     key: bytes,
 ) -> bytes:
-    """Signed 21-byte equipment-tag payload."""
-    a = EquipmentAdvert(key_id, tag_id, battery_pct, flags, counter, bytes(ADV_MAC_BYTES))
+    """Signed 23-byte equipment-tag payload."""
+    a = EquipmentAdvert(
+        key_id, tag_id, battery_pct, battery_mv, flags, counter, bytes(ADV_MAC_BYTES)
+    )
     unsigned = _EQUIPMENT.pack(
         PROTOCOL_VERSION,
         AdvertType.EQUIPMENT,
         a.key_id,
         a.tag_id,
         a.battery_pct,
+        a.battery_mv,
         a.flags,
         a.counter,
     )

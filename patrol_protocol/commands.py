@@ -42,6 +42,11 @@ class CommandKind(IntEnum):
 
     SET_TIME = 0x90
     SET_CONFIG = 0x91
+    LOCATE = 0x92
+
+
+LOCATE_MAX_S: Final = 300
+"""A LOCATE/BUZZ plays at most five minutes: enough to find a dropped wearable, bounded drain."""
 
 
 ACK_KIND: Final = 0x81
@@ -79,6 +84,7 @@ class DeviceState(IntEnum):
 
 
 _SET_TIME: Final = struct.Struct(">IH")
+_LOCATE: Final = struct.Struct(">H")
 _ACK: Final = struct.Struct(">BBHII")
 _STATUS: Final = struct.Struct(">BBI")
 _COMMAND_KINDS: Final = frozenset(int(k) for k in CommandKind)
@@ -148,6 +154,28 @@ def decode_set_time(body: bytes) -> SetTime:
     return SetTime(*_SET_TIME.unpack(body))
 
 
+@dataclass(frozen=True, slots=True)
+class Locate:
+    """0x92 body: play the locate pattern (LED, buzzer, vibration) for ``duration_s``."""
+
+    duration_s: int
+
+    def __post_init__(self) -> None:
+        check_range("duration_s", self.duration_s, 1, LOCATE_MAX_S)
+
+
+def encode_locate(duration_s: int) -> bytes:
+    """LOCATE body: ``u16 duration_s`` (1..300)."""
+    return _LOCATE.pack(Locate(duration_s).duration_s)
+
+
+def decode_locate(body: bytes) -> Locate:
+    """Parse a LOCATE body (exactly 2 bytes, duration 1..300 s)."""
+    if len(body) != _LOCATE.size:
+        raise MalformedError(f"LOCATE body must be {_LOCATE.size} bytes, got {len(body)}")
+    return Locate(*_LOCATE.unpack(body))
+
+
 def encode_set_config(entries: dict[int, int]) -> bytes:
     """SET_CONFIG body: ``u8 key, u8 len, value`` per entry, in ascending key order."""
     if not entries:
@@ -193,6 +221,8 @@ def decode_set_config(body: bytes) -> dict[int, int]:
 def _check_command_body(kind: int, body: bytes) -> None:
     if kind == CommandKind.SET_TIME:
         decode_set_time(body)
+    elif kind == CommandKind.LOCATE:
+        decode_locate(body)
     else:
         decode_set_config(body)
 

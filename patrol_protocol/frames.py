@@ -56,6 +56,7 @@ class Kind(IntEnum):
     EVICTION = 0x05
     BOOT = 0x06
     CMD_RESULT = 0x07
+    CLOCK_JUMP = 0x08
 
 
 FLAG_CLOCK_UNSYNCED: Final = 0x01
@@ -363,7 +364,34 @@ class CmdResult:
         check_choice("result", self.result, frozenset(int(r) for r in CmdResultCode))
 
 
-Body = NfcScan | BleVisit | Heartbeat | Sos | Eviction | Boot | CmdResult
+@dataclass(frozen=True, slots=True)
+class ClockJump:
+    """0x08: a signed SET_TIME (``cmd_seq``) moved the device clock from ``before`` to ``after``.
+
+    The wearable reports every move larger than its threshold (2 s), including the
+    first sync, so the cloud can re-place events stamped on the old clock.
+    """
+
+    cmd_seq: int
+    before_s: int
+    before_ms: int
+    after_s: int
+    after_ms: int
+
+    def __post_init__(self) -> None:
+        check_uint("cmd_seq", self.cmd_seq, 32, minimum=1)
+        check_uint("before_s", self.before_s, 32)
+        check_range("before_ms", self.before_ms, 0, 999)
+        check_uint("after_s", self.after_s, 32)
+        check_range("after_ms", self.after_ms, 0, 999)
+
+    @property
+    def delta_ms(self) -> int:
+        """How far the clock moved (positive: forward)."""
+        return (self.after_s - self.before_s) * 1000 + self.after_ms - self.before_ms
+
+
+Body = NfcScan | BleVisit | Heartbeat | Sos | Eviction | Boot | CmdResult | ClockJump
 
 _EQUIPMENT_ITEM: Final = struct.Struct(">IbB")
 _HEARTBEAT_FIXED: Final = struct.Struct(">BHBHB")
@@ -371,6 +399,7 @@ _BLE_FIXED: Final = struct.Struct(">bHHB")
 _EVICTION: Final = struct.Struct(">IIB")
 _BOOT: Final = struct.Struct(">BBBB")
 _CMD_RESULT: Final = struct.Struct(">IB")
+_CLOCK_JUMP: Final = struct.Struct(">IIHIH")
 
 
 def _expect_len(kind: str, body: bytes, expected: int) -> None:
@@ -441,8 +470,11 @@ def decode_body(kind: int, body: bytes) -> Body:
     if kind == Kind.BOOT:
         _expect_len("BOOT", body, _BOOT.size)
         return Boot(*_BOOT.unpack(body))
-    _expect_len("CMD_RESULT", body, _CMD_RESULT.size)
-    return CmdResult(*_CMD_RESULT.unpack(body))
+    if kind == Kind.CMD_RESULT:
+        _expect_len("CMD_RESULT", body, _CMD_RESULT.size)
+        return CmdResult(*_CMD_RESULT.unpack(body))
+    _expect_len("CLOCK_JUMP", body, _CLOCK_JUMP.size)
+    return ClockJump(*_CLOCK_JUMP.unpack(body))
 
 
 def encode_body(body: Body) -> bytes:
@@ -470,6 +502,10 @@ def encode_body(body: Body) -> bytes:
         return _BOOT.pack(body.fw_major, body.fw_minor, body.fw_patch, body.reset_cause)
     if isinstance(body, CmdResult):
         return _CMD_RESULT.pack(body.cmd_seq, body.result)
+    if isinstance(body, ClockJump):
+        return _CLOCK_JUMP.pack(
+            body.cmd_seq, body.before_s, body.before_ms, body.after_s, body.after_ms
+        )
     raise MalformedError(f"not a body: {type(body).__name__}")
 
 
@@ -481,6 +517,7 @@ _KIND_OF: Final[dict[type, Kind]] = {
     Eviction: Kind.EVICTION,
     Boot: Kind.BOOT,
     CmdResult: Kind.CMD_RESULT,
+    ClockJump: Kind.CLOCK_JUMP,
 }
 
 

@@ -34,6 +34,7 @@ BEACON_PAYLOAD = encode_beacon_payload(
     beacon_id=BEACON_ID,
     step=STEP,
     tx_power_dbm=-59,
+    battery_pct=93,
     company_id=COMPANY_ID,
     key=BEACON_KEY,
 )
@@ -44,6 +45,7 @@ def equipment(counter: int, battery_pct: int = 90) -> bytes:
         key_id=1,
         tag_id=EQUIPMENT_ID,
         battery_pct=battery_pct,
+        battery_mv=3900,
         flags=0,
         counter=counter,
         company_id=COMPANY_ID,
@@ -79,6 +81,7 @@ def test_ble_visit_of_an_unregistered_beacon_is_unknown_device(world: World) -> 
         beacon_id=0x999,
         step=STEP,
         tx_power_dbm=-59,
+        battery_pct=93,
         company_id=COMPANY_ID,
         key=BEACON_KEY,
     )
@@ -125,6 +128,7 @@ def test_advert_with_bad_mac_and_unknown_signer(world: World) -> None:
         key_id=1,
         tag_id=0xE0FF,
         battery_pct=1,
+        battery_mv=3300,
         flags=0,
         counter=1,
         company_id=COMPANY_ID,

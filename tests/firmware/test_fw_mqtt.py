@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from patrol_protocol.commands import DeviceState, Status, encode_status
-from patrol_protocol.frames import Boot, CmdResult, Kind, NfcScan, decode_body
+from patrol_protocol.frames import Boot, ClockJump, CmdResult, Kind, NfcScan, decode_body
 
 from . import upy
 from .gateway import SET_TIME_S, Gateway
@@ -48,9 +48,14 @@ def _exercise(broker: object, device: str, command: list[str], env: dict[str, st
         frames = sorted(gateway.frames, key=lambda f: f.header.seq)
         bodies = [(f.header.seq, f.header.kind, decode_body(f.header.kind, f.body)) for f in frames]
         # BOOT first; the tap and the command's answer race, so their order may vary.
+        # The first SET_TIME moves the unsynced clock by far more than 2 s: CLOCK_JUMP.
         assert bodies[0] == (1, Kind.BOOT, Boot(0, 1, 0, 0))
-        assert [seq for seq, _, _ in bodies] == [1, 2, 3]
+        assert [seq for seq, _, _ in bodies] == [1, 2, 3, 4]
         later = {kind: body for _, kind, body in bodies[1:]}
+        jump = later.pop(Kind.CLOCK_JUMP)
+        assert isinstance(jump, ClockJump)
+        assert (jump.cmd_seq, jump.after_s) == (1, SET_TIME_S)
+        assert jump.delta_ms > 2000
         assert later == {
             Kind.NFC_SCAN: NfcScan(
                 1,
@@ -61,7 +66,7 @@ def _exercise(broker: object, device: str, command: list[str], env: dict[str, st
             Kind.CMD_RESULT: CmdResult(1, 0),
         }
         assert final["depth"] == 0
-        assert final["acked_seq"] == final["last_seq"] == 3
+        assert final["acked_seq"] == final["last_seq"] == 4
         assert final["clock_synced"] is True
         assert SET_TIME_S <= final["time_s"] < SET_TIME_S + RUN_TIMEOUT_S
         device_id = int(device, 16)
@@ -145,14 +150,15 @@ def test_offline_backlog_is_delivered_sos_first(
         assert result.returncode == 0, result.stderr
         final = json.loads(result.stdout.strip().splitlines()[-1])
         arrival = [(f.header.seq, f.header.kind) for f in gateway.frames]
-        # Queued offline: BOOT (1), heartbeats, the SOS, another heartbeat. Online: the tap
-        # and the CMD_RESULT. The SOS goes out first, then the backlog in seq order.
+        # Queued offline: BOOT (1), heartbeats, the SOS, another heartbeat. Online: the tap,
+        # the CLOCK_JUMP and the CMD_RESULT. The SOS goes out first, then the backlog in order.
         sos_seq = arrival[0][0]
         assert arrival[0][1] == Kind.SOS
-        backlog = [seq for seq, _ in arrival[1:] if seq <= final["last_seq"] - 2]
-        assert backlog == [seq for seq in range(1, final["last_seq"] - 1) if seq != sos_seq]
+        backlog = [seq for seq, _ in arrival[1:] if seq <= final["last_seq"] - 3]
+        assert backlog == [seq for seq in range(1, final["last_seq"] - 2) if seq != sos_seq]
         assert sorted(seq for seq, _ in arrival) == list(range(1, final["last_seq"] + 1))
-        assert final["last_seq"] == 16  # 1 BOOT + 10 + 1 + 1 heartbeats + SOS + tap + CMD_RESULT
-        assert (final["depth"], final["acked_seq"]) == (0, 16)
+        # 1 BOOT + 10 + 1 + 1 heartbeats + SOS + tap + CLOCK_JUMP + CMD_RESULT
+        assert final["last_seq"] == 17
+        assert (final["depth"], final["acked_seq"]) == (0, 17)
     finally:
         gateway.close()

@@ -85,3 +85,68 @@ def test_eviction_keeps_sos_and_reports_runs(micropython: Path, tmp_path: Path) 
     rebooted = _ops(micropython, flash, "show", "evict", max_frames=64)
     assert (rebooted["show0"]["depth"], rebooted["show0"]["last_seq"]) == (1, 64)
     assert rebooted["evict1"]["runs"] == []  # only SOS left: nothing may go
+
+
+NFC_SCAN = 1
+
+
+def test_eviction_order_heartbeats_first_then_oldest_never_sos(
+    micropython: Path, tmp_path: Path
+) -> None:
+    got = _ops(
+        micropython,
+        tmp_path / "q",
+        f"add:{NFC_SCAN}:10",
+        f"add:{HEARTBEAT}:54",  # segment 1: scans 1..10, heartbeats 11..64
+        f"add:{SOS}:1",
+        f"add:{NFC_SCAN}:63",  # segment 2: SOS 65, scans 66..128
+        "evict",
+        "evict",
+        "evict",
+        "evict",
+        "show",
+        max_frames=128,
+    )
+    assert got["evict4"]["runs"] == [[11, 64]]  # heartbeats first, even though scans are older
+    assert got["evict5"]["runs"] == [[1, 10]]  # then other events, oldest first
+    assert got["evict6"]["runs"] == [[66, 128]]
+    assert got["evict7"]["runs"] == []  # only the SOS is left, and it never goes
+    assert (got["show8"]["seqs"], got["show8"]["files"]) == ([65], ["meta", "q00000002.seg"])
+
+
+def test_interleaved_heartbeats_are_not_evicted_one_record_each(
+    micropython: Path, tmp_path: Path
+) -> None:
+    # Heartbeat, scan, heartbeat, scan...: evicting only the heartbeats would cost one
+    # EVICTION record per heartbeat and free nothing, so the whole oldest segment goes.
+    got = _ops(micropython, tmp_path / "q", "alt:40", "evict", "show", max_frames=80)
+    assert got["evict1"]["runs"] == [[1, 64]]
+    assert got["show2"]["seqs"] == list(range(65, 81))
+
+
+def test_queue_holds_5000_events_across_a_reboot(micropython: Path, tmp_path: Path) -> None:
+    flash = tmp_path / "q"
+    first = _ops(micropython, flash, f"add:{HEARTBEAT}:4999", "full", "add:3:1", "full")
+    assert (first["full1"]["full"], first["full3"]["full"], first["full3"]["depth"]) == (
+        False,
+        True,
+        5000,
+    )
+    again = _ops(micropython, flash, "full", "free:2500", "full")
+    assert (again["full0"]["depth"], again["full0"]["full"]) == (5000, True)
+    assert (again["full2"]["depth"], again["full2"]["full"]) == (2500, False)
+
+
+def test_garbage_record_is_cut_and_earlier_frames_survive(
+    micropython: Path, tmp_path: Path
+) -> None:
+    flash = tmp_path / "q"
+    _ops(micropython, flash, f"add:{HEARTBEAT}:3")
+    segment = flash / "q00000001.seg"
+    data = segment.read_bytes()
+    # a complete-looking record whose bytes are not a frame (erased flash reads 0xff)
+    segment.write_bytes(data + b"\x00\x30" + b"\xff" * 0x30)
+    got = _ops(micropython, flash, "show", f"add:{HEARTBEAT}:1", "show")
+    assert got["show0"]["seqs"] == [1, 2, 3]
+    assert got["show2"]["seqs"] == [1, 2, 3, 4]
+    assert segment.read_bytes()[: len(data)] == data

@@ -21,6 +21,7 @@ from patrol_protocol.commands import (
     CommandKind,
     encode_ack,
     encode_command,
+    encode_locate,
     encode_set_config,
     encode_set_time,
 )
@@ -28,6 +29,7 @@ from patrol_protocol.frames import (
     FLAG_CLOCK_UNSYNCED,
     BleVisit,
     Boot,
+    ClockJump,
     CmdResult,
     EquipmentNear,
     Eviction,
@@ -79,7 +81,13 @@ def _decoded(show: dict[str, object]) -> list[tuple[int, int, int, object]]:
 
 def _beacon_adv(step: int) -> str:
     payload = encode_beacon_payload(
-        key_id=1, beacon_id=0x5B7, step=step, tx_power_dbm=-59, company_id=COMPANY, key=BEACON_KEY
+        key_id=1,
+        beacon_id=0x5B7,
+        step=step,
+        tx_power_dbm=-59,
+        battery_pct=90,
+        company_id=COMPANY,
+        key=BEACON_KEY,
     )
     return build_advertisement(COMPANY, payload).hex()
 
@@ -89,6 +97,7 @@ def _equipment_adv(tag_id: int, counter: int, battery_pct: int) -> str:
         key_id=1,
         tag_id=tag_id,
         battery_pct=battery_pct,
+        battery_mv=3900,
         flags=0,
         counter=counter,
         company_id=COMPANY,
@@ -178,32 +187,144 @@ def test_ble_visit_after_dwell_and_equipment_in_heartbeat(
     )
 
 
-def test_sos_long_press_and_man_down(micropython: Path, tmp_path: Path) -> None:
+def test_sos_long_press_then_man_down_after_an_uncancelled_pre_alarm(
+    micropython: Path, tmp_path: Path
+) -> None:
     got = _run(
         micropython,
         tmp_path / "flash",
         "cfg:man_down_s:30",
+        "cfg:man_down_cancel_s:10",
         "press",
         "step",
         "advance:1500",
         "step",
         "advance:600",
-        "step",
+        "step",  # held 2.1 s: SOS trigger 1
         "advance:5000",
         "step",
         "release",
         "step",
         "move",
-        "step",
+        "step",  # t = 7.1 s: last movement
         "advance:29000",
         "step",
         "advance:1000",
+        "step",  # 30 s still: local pre-alarm, no SOS yet
+        "show:prealarm",
+        "advance:9999",
         "step",
-        "step",
+        "show:still",
+        "advance:1",
+        "step",  # the 10 s window passed uncancelled: SOS trigger 2
         "show:end",
     )
     kinds = [(kind, body) for _, kind, _, body in _decoded(got["end"])]
     assert kinds == [(Kind.BOOT, Boot(0, 1, 0, 0)), (Kind.SOS, Sos(1)), (Kind.SOS, Sos(2))]
+    for label in ("prealarm", "still"):
+        assert len(_decoded(got[label])) == 2
+        assert got[label]["playing"] == "prealarm"
+    # the pre-alarm (LED + buzzer + vibration, 500 ms on / 500 ms off) ran until the SOS
+    assert [37100, 7] in got["end"]["outputs"]  # type: ignore[operator]
+    assert got["end"]["playing"] == "offline"  # SOS raised while offline
+
+
+def test_button_cancels_the_man_down_pre_alarm(micropython: Path, tmp_path: Path) -> None:
+    got = _run(
+        micropython,
+        tmp_path / "flash",
+        "cfg:man_down_s:30",
+        "cfg:man_down_cancel_s:10",
+        "advance:30000",
+        "step",  # pre-alarm starts
+        "advance:5000",
+        "step",
+        "press",
+        "step",  # cancelled at 35 s
+        "advance:3000",
+        "step",  # still held 3 s: the cancelling press never counts as an SOS press
+        "release",
+        "step",
+        "advance:9000",
+        "step",
+        "show:end",
+    )
+    end = got["end"]
+    assert [kind for _, kind, _, _ in _decoded(end)] == [Kind.BOOT]
+    assert end["stats"]["prealarms_cancelled"] == 1  # type: ignore[index]
+    assert end["outputs"] == [[0, 0], [30000, 7], [35000, 0]]
+    assert end["playing"] is None
+
+
+def test_feedback_patterns_are_exact(micropython: Path, tmp_path: Path) -> None:
+    ok = _run(
+        micropython,
+        tmp_path / "ok",
+        "tag:04112233445566:ntag21x:https://patrol.example/c/7",
+        "tick:10:30",
+        "show:end",
+    )["end"]
+    assert ok["outputs"] == [[0, 0], [10, 3], [110, 0]]  # scan OK: LED + buzzer 100 ms
+
+    rejected = _run(
+        micropython,
+        tmp_path / "rejected",
+        "step",  # PN532 initialised
+        f"tag:{UID}:ntag424:{SUN_URL}",
+        "removeafter:2",
+        "tick:10:50",
+        "show:end",
+    )["end"]
+    # read error: three 80 ms beeps, 80 ms apart
+    assert rejected["outputs"] == [
+        [0, 0],
+        [10, 3],
+        [90, 0],
+        [170, 3],
+        [250, 0],
+        [330, 3],
+        [410, 0],
+    ]
+
+    ack2 = encode_ack(Ack(device_id=DEVICE_ID, acked_seq=2)).hex()
+    sos = _run(
+        micropython,
+        tmp_path / "sos",
+        "press",
+        "tick:100:25",  # SOS at 2.1 s while offline: the offline pattern
+        "release",
+        "tick:100:10",
+        f"msg:ack:{ack2}",  # the edge committed the SOS: "SOS sent", 1 s LED + vibration
+        "tick:100:12",
+        "show:end",
+    )["end"]
+    assert sos["outputs"] == [
+        [0, 0],
+        [2100, 1],
+        [2200, 0],
+        [2600, 1],
+        [2700, 0],
+        [3500, 5],
+        [4500, 0],
+    ]
+
+
+def test_locate_command_plays_only_when_signed(micropython: Path, tmp_path: Path) -> None:
+    locate = encode_locate(2)
+    got = _run(
+        micropython,
+        tmp_path / "flash",
+        f"msg:cmd:{_command(CommandKind.LOCATE, 1, locate, key=bytes(32))}",  # forged
+        "tick:100:5",
+        f"msg:cmd:{_command(CommandKind.LOCATE, 2, locate)}",
+        "tick:100:25",
+        "show:end",
+    )
+    end = got["end"]
+    assert [body for _, _, _, body in _decoded(end)][1:] == [CmdResult(1, 1), CmdResult(2, 0)]
+    # LED + buzzer 200 ms every second, for the 2 s asked, then silence
+    assert end["outputs"] == [[0, 0], [500, 3], [700, 0], [1500, 3], [1700, 0]]
+    assert end["playing"] is None
 
 
 def _command(
@@ -232,6 +353,8 @@ def test_commands_apply_only_when_signed_fresh_and_unexpired(
 ) -> None:
     set_time = encode_set_time(START_S + 3600, 250)
     config = encode_set_config({1: 300, 2: -65})
+    small_step = encode_set_time(START_S + 3601, 250)
+    backwards = encode_set_time(START_S + 3500, 0)
     got = _run(
         micropython,
         tmp_path / "flash",
@@ -242,6 +365,9 @@ def test_commands_apply_only_when_signed_fresh_and_unexpired(
         f"msg:cmd:{_command(CommandKind.SET_CONFIG, 6, config, valid_for_s=60)}",
         f"msg:cmd:{_command(CommandKind.SET_CONFIG, 7, config, issued_s=START_S + 3600)}",
         "msg:cmd:00",
+        # a 1 s correction is not a jump; a 101.25 s step backwards is
+        f"msg:cmd:{_command(CommandKind.SET_TIME, 8, small_step, issued_s=START_S + 3600)}",
+        f"msg:cmd:{_command(CommandKind.SET_TIME, 9, backwards, issued_s=START_S + 3600)}",
         "show:end",
     )
     show = got["end"]
@@ -249,14 +375,19 @@ def test_commands_apply_only_when_signed_fresh_and_unexpired(
     assert [(kind, flags, body) for _, kind, flags, body in frames] == [
         (Kind.BOOT, FLAG_CLOCK_UNSYNCED, Boot(0, 1, 0, 0)),
         (Kind.CMD_RESULT, FLAG_CLOCK_UNSYNCED, CmdResult(5, 1)),
+        # the first sync moved the clock by an hour: reported, then the command's answer
+        (Kind.CLOCK_JUMP, 0, ClockJump(5, START_S, 0, START_S + 3600, 250)),
         (Kind.CMD_RESULT, 0, CmdResult(5, 0)),
         (Kind.CMD_RESULT, 0, CmdResult(5, 2)),
         (Kind.CMD_RESULT, 0, CmdResult(6, 3)),
         (Kind.CMD_RESULT, 0, CmdResult(7, 0)),
+        (Kind.CMD_RESULT, 0, CmdResult(8, 0)),
+        (Kind.CLOCK_JUMP, 0, ClockJump(9, START_S + 3601, 250, START_S + 3500, 0)),
+        (Kind.CMD_RESULT, 0, CmdResult(9, 0)),
     ]
-    assert show["time"] == [START_S + 3600, 250]
+    assert show["time"] == [START_S + 3500, 0]
     assert (show["last_cmd_seq"], show["heartbeat_interval_s"], show["visit_rssi_dbm"]) == (
-        7,
+        9,
         300,
         -65,
     )
@@ -269,7 +400,7 @@ def test_commands_apply_only_when_signed_fresh_and_unexpired(
         f"msg:cmd:{_command(CommandKind.SET_CONFIG, 7, config, issued_s=START_S + 3600)}",
         "show:end",
     )
-    assert (again["end"]["last_cmd_seq"], again["end"]["heartbeat_interval_s"]) == (7, 300)
+    assert (again["end"]["last_cmd_seq"], again["end"]["heartbeat_interval_s"]) == (9, 300)
     assert _decoded(again["end"])[-1][3] == CmdResult(7, 2)
 
 
@@ -324,6 +455,7 @@ def test_full_queue_evicts_oldest_but_never_sos(micropython: Path, tmp_path: Pat
     kinds = [kind for _, kind, _, _ in frames]
     assert Kind.SOS in kinds
     evictions = [body for _, kind, _, body in frames if kind == Kind.EVICTION]
-    # Segment 1 held seqs 1..64 with the SOS at seq 2: BOOT (1) and 3..64 went.
-    assert evictions == [Eviction(1, 1, 1), Eviction(3, 64, 1)]
+    # Segment 1 held BOOT (1), the SOS (2) and heartbeats 3..64: heartbeats go first.
+    assert evictions == [Eviction(3, 64, 1)]
     assert [seq for seq, kind, _, _ in frames if kind == Kind.SOS] == [2]
+    assert frames[0][:2] == (1, Kind.BOOT)

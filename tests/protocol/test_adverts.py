@@ -73,17 +73,34 @@ def test_beacon_layout_by_hand():
         + (0x000005B7).to_bytes(4, "big")
         + (179_557_920).to_bytes(4, "big")
         + (-59).to_bytes(1, "big", signed=True)
+        + bytes([93])  # battery_pct
     )
     key = bytes(range(16))
     mac = hmac.new(key, b"\xff\xff" + unsigned, hashlib.sha256).digest()[:8]
     assert (unsigned + mac).hex() == case["payload_hex"]
-    assert case["advertisement_hex"] == "020106" + "17ffffff" + case["payload_hex"]
+    assert case["advertisement_hex"] == "020106" + "18ffffff" + case["payload_hex"]
+
+
+def test_equipment_layout_by_hand():
+    case = next(c for c in VECTORS if c["name"] == "equipment_dev_company")
+    unsigned = (
+        bytes([1, 2, 1])
+        + (0x0000E001).to_bytes(4, "big")
+        + bytes([87])  # battery_pct
+        + (3980).to_bytes(2, "big")  # battery_mv
+        + bytes([0x03])  # flags: on charger, moving
+        + (1234).to_bytes(4, "big")
+    )
+    mac = hmac.new(bytes(range(16, 32)), b"\xff\xff" + unsigned, hashlib.sha256).digest()[:8]
+    assert (unsigned + mac).hex() == case["payload_hex"]
+    advertisement = bytes.fromhex(case["advertisement_hex"])
+    assert (len(advertisement), advertisement[3]) == (30, 26)
 
 
 def test_company_id_is_little_endian_on_air_and_in_the_mac():
     case = next(c for c in VECTORS if c["name"] == "beacon_espressif_edge_values")
     advertisement = bytes.fromhex(case["advertisement_hex"])
-    assert advertisement[3:7] == bytes([0x17, 0xFF, 0xE5, 0x02])
+    assert advertisement[3:7] == bytes([0x18, 0xFF, 0xE5, 0x02])
     payload = bytes.fromhex(case["payload_hex"])
     key = bytes.fromhex(case["key"])
     mac = hmac.new(key, b"\xe5\x02" + payload[:-8], hashlib.sha256).digest()[:8]
@@ -150,8 +167,10 @@ def test_build_advertisement_checks():
         (encode_beacon_payload, {"step": -1}, "step=-1"),
         (encode_beacon_payload, {"key": bytes(32)}, "key must be 16 bytes"),
         (encode_beacon_payload, {"company_id": -1}, "company_id=-1"),
+        (encode_beacon_payload, {"battery_pct": 101}, "battery_pct=101"),
         (encode_equipment_payload, {"battery_pct": 101}, "battery_pct=101"),
-        (encode_equipment_payload, {"flags": 0x08}, "flags=0x08"),
+        (encode_equipment_payload, {"battery_mv": 1 << 16}, "battery_mv=65536"),
+        (encode_equipment_payload, {"flags": 0x20}, "flags=0x20"),
         (encode_equipment_payload, {"counter": 1 << 32}, "counter=4294967296"),
         (encode_presence_payload, {"battery_pct": -1}, "battery_pct=-1"),
         (encode_presence_payload, {"device_id": 1 << 32}, "device_id=4294967296"),
@@ -159,11 +178,18 @@ def test_build_advertisement_checks():
 )
 def test_encoders_refuse_out_of_range(encode, kwargs, match):
     base = {
-        encode_beacon_payload: {"key_id": 1, "beacon_id": 1, "step": 1, "tx_power_dbm": -59},
+        encode_beacon_payload: {
+            "key_id": 1,
+            "beacon_id": 1,
+            "step": 1,
+            "tx_power_dbm": -59,
+            "battery_pct": 50,
+        },
         encode_equipment_payload: {
             "key_id": 1,
             "tag_id": 1,
             "battery_pct": 50,
+            "battery_mv": 3700,
             "flags": 0,
             "counter": 1,
         },

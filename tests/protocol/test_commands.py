@@ -10,15 +10,18 @@ from patrol_protocol.commands import (
     Ack,
     CommandKind,
     ConfigKey,
+    Locate,
     SetTime,
     Status,
     decode_ack,
     decode_command,
+    decode_locate,
     decode_set_config,
     decode_set_time,
     decode_status,
     encode_ack,
     encode_command,
+    encode_locate,
     encode_set_config,
     encode_set_time,
     encode_status,
@@ -42,6 +45,8 @@ KEY = bytes(range(32))
 def _body(case) -> bytes:
     if case["header"]["kind"] == CommandKind.SET_TIME:
         return encode_set_time(case["body"]["time_s"], case["body"]["time_ms"])
+    if case["header"]["kind"] == CommandKind.LOCATE:
+        return encode_locate(case["body"]["duration_s"])
     return encode_set_config({e["key"]: e["value"] for e in case["body"]["entries"]})
 
 
@@ -57,6 +62,8 @@ def test_command_vector_decodes_to_exact_fields(case):
     verify_command(cmd, bytes.fromhex(case["key"]))
     if cmd.kind == CommandKind.SET_TIME:
         assert decode_set_time(cmd.body) == SetTime(**case["body"])
+    elif cmd.kind == CommandKind.LOCATE:
+        assert decode_locate(cmd.body) == Locate(**case["body"])
     else:
         entries = {e["key"]: e["value"] for e in case["body"]["entries"]}
         assert decode_set_config(cmd.body) == entries
@@ -85,6 +92,15 @@ def test_set_time_layout_by_hand():
     assert (signed + hmac.new(KEY, signed, hashlib.sha256).digest()[:16]).hex() == (
         case["frame_hex"]
     )
+
+
+def test_locate_layout_by_hand():
+    assert encode_locate(30) == bytes([0, 30])
+    case = next(c for c in VECTORS["commands"] if c["name"] == "locate_edge_values")
+    assert (case["header"]["kind"], case["body_hex"]) == (0x92, "012c")
+    for bad in (0, 301):
+        with pytest.raises(MalformedError, match=f"duration_s={bad} out of range 1..300"):
+            encode_locate(bad)
 
 
 def test_set_config_layout_by_hand():
@@ -167,7 +183,7 @@ _GOOD = {
 @pytest.mark.parametrize(
     ("change", "error", "match"),
     [
-        ({"kind": 0x92}, UnknownKindError, "kind=0x92"),
+        ({"kind": 0x93}, UnknownKindError, "kind=0x93"),
         ({"cmd_seq": 0}, MalformedError, "cmd_seq=0"),
         ({"valid_for_s": 1 << 16}, MalformedError, "valid_for_s=65536"),
         ({"key_id": -1}, MalformedError, "key_id=-1"),

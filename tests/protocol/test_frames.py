@@ -20,6 +20,7 @@ from patrol_protocol.frames import (
     TAG_NTAG424_SUN,
     BleVisit,
     Boot,
+    ClockJump,
     CmdResult,
     EquipmentNear,
     EventFrame,
@@ -77,7 +78,15 @@ def _expected_body(kind: int, fields: dict) -> object:
         return Boot(
             fields["fw_major"], fields["fw_minor"], fields["fw_patch"], fields["reset_cause"]
         )
-    return CmdResult(fields["cmd_seq"], fields["result"])
+    if kind == Kind.CMD_RESULT:
+        return CmdResult(fields["cmd_seq"], fields["result"])
+    return ClockJump(
+        fields["cmd_seq"],
+        fields["before_s"],
+        fields["before_ms"],
+        fields["after_s"],
+        fields["after_ms"],
+    )
 
 
 @pytest.mark.parametrize("case", FRAMES, ids=lambda c: c["name"])
@@ -174,7 +183,8 @@ def test_invalid_cases_name_the_field():
         "nfc_uid_len_5": "uid_len=5",
         "heartbeat_n_items_17": "n_items=17",
         "ble_adv_len_25": "adv_len=25",
-        "kind_8": "kind=0x08",
+        "kind_9": "kind=0x09",
+        "clock_jump_before_ms_1000": "before_ms=1000",
         "version_2": "version=2",
         "trailing_byte_after_mac": "trailing",
         "body_len_193": "body_len=193",
@@ -301,7 +311,7 @@ def test_heartbeat_items_become_a_tuple():
 
 def test_decode_body_unknown_kind():
     with pytest.raises(UnknownKindError):
-        decode_body(0x08, b"")
+        decode_body(0x09, b"")
     with pytest.raises(OversizedError):
         decode_body(Kind.HEARTBEAT, bytes(193))
 
@@ -327,7 +337,7 @@ def test_event_frame_parts_must_agree_with_raw():
         (bytes([2]) * 300, "oversized"),  # size limit before version
         (bytes([2, 1]), "bad_version"),  # version before header length
         (bytes([1, 1]), "truncated"),
-        (bytes([1, 0x08, 0, 0x02]) + bytes(16), "unknown_kind"),  # kind before flags
+        (bytes([1, 0x09, 0, 0x02]) + bytes(16), "unknown_kind"),  # kind before flags
         (bytes([1, 0x04, 0, 0x02]) + bytes(16), "malformed"),  # flags (and seq 0)
         # header fields before body_len: seq 0 with a body_len of 0xffff
         (bytes([1, 0x04, 0, 0]) + bytes(12) + b"\x00\x00\xff\xff", "malformed"),

@@ -20,11 +20,13 @@ from patrol_protocol.commands import (
     Status,
     decode_ack,
     decode_command,
+    decode_locate,
     decode_set_config,
     decode_set_time,
     decode_status,
     encode_ack,
     encode_command,
+    encode_locate,
     encode_set_config,
     encode_set_time,
     encode_status,
@@ -38,6 +40,7 @@ from patrol_protocol.frames import (
     BleVisit,
     Body,
     Boot,
+    ClockJump,
     CmdResult,
     EquipmentNear,
     Eviction,
@@ -97,6 +100,7 @@ bodies: st.SearchStrategy[Body] = st.one_of(
     evictions(),
     st.builds(Boot, u8, u8, u8, st.integers(0, 3)),
     st.builds(CmdResult, u32, st.integers(0, 4)),
+    st.builds(ClockJump, seq, u32, st.integers(0, 999), u32, st.integers(0, 999)),
 )
 
 
@@ -176,7 +180,13 @@ def test_any_truncation_or_extension_of_a_frame_is_refused(data, cut):
 @settings(max_examples=200, derandomize=True)
 @given(data=st.data(), key=device_keys, device_id=u32, cmd_seq=seq, issued_s=u32, valid=u16)
 def test_command_round_trip(data, key, device_id, cmd_seq, issued_s, valid):
-    if data.draw(st.booleans()):
+    choice = data.draw(st.integers(0, 2))
+    if choice == 2:
+        kind = CommandKind.LOCATE
+        duration_s = data.draw(st.integers(1, 300))
+        body = encode_locate(duration_s)
+        assert decode_locate(body).duration_s == duration_s
+    elif choice == 1:
         kind = CommandKind.SET_TIME
         time_s, time_ms = data.draw(u32), data.draw(st.integers(0, 999))
         body = encode_set_time(time_s, time_ms)
@@ -229,13 +239,15 @@ def test_advert_round_trip(data, company_id, key, key_id):
             "beacon_id": data.draw(u32),
             "step": data.draw(u32),
             "tx_power_dbm": data.draw(i8),
+            "battery_pct": data.draw(pct),
         }
         payload = encode_beacon_payload(key_id=key_id, **fields, company_id=company_id, key=key)
     elif advert_type == 2:
         fields = {
             "tag_id": data.draw(u32),
             "battery_pct": data.draw(pct),
-            "flags": data.draw(st.integers(0, 7)),
+            "battery_mv": data.draw(st.integers(0, 0xFFFF)),
+            "flags": data.draw(st.integers(0, 0x1F)),
             "counter": data.draw(u32),
         }
         payload = encode_equipment_payload(key_id=key_id, **fields, company_id=company_id, key=key)

@@ -45,6 +45,7 @@ from patrol_protocol.commands import (
     Status,
     encode_ack,
     encode_command,
+    encode_locate,
     encode_set_config,
     encode_set_time,
     encode_status,
@@ -55,6 +56,7 @@ from patrol_protocol.frames import (
     TAG_NTAG424_SUN,
     BleVisit,
     Boot,
+    ClockJump,
     CmdResult,
     EquipmentNear,
     Eviction,
@@ -91,6 +93,7 @@ BEACON_PAYLOAD = encode_beacon_payload(
     beacon_id=0x000005B7,
     step=T0 // 10,
     tx_power_dbm=-59,
+    battery_pct=93,
     company_id=DEV_COMPANY,
     key=BEACON_KEY,
 )
@@ -140,8 +143,16 @@ def _body_json(body: Any) -> dict[str, Any]:
             "fw_patch": body.fw_patch,
             "reset_cause": body.reset_cause,
         }
-    assert isinstance(body, CmdResult)
-    return {"cmd_seq": body.cmd_seq, "result": body.result}
+    if isinstance(body, CmdResult):
+        return {"cmd_seq": body.cmd_seq, "result": body.result}
+    assert isinstance(body, ClockJump)
+    return {
+        "cmd_seq": body.cmd_seq,
+        "before_s": body.before_s,
+        "before_ms": body.before_ms,
+        "after_s": body.after_s,
+        "after_ms": body.after_ms,
+    }
 
 
 def _frame_vector(
@@ -290,6 +301,21 @@ def frame_vectors() -> list[dict[str, Any]]:
             time_s=T0 + 701,
         ),
         _frame_vector(
+            "clock_jump_first_sync",
+            ClockJump(cmd_seq=1, before_s=17, before_ms=250, after_s=T0 + 5, after_ms=500),
+            seq=17,
+            time_s=T0 + 5,
+            time_ms=500,
+        ),
+        _frame_vector(
+            "clock_jump_backwards_edge_values",
+            ClockJump(
+                cmd_seq=0xFFFFFFFF, before_s=0xFFFFFFFF, before_ms=999, after_s=0, after_ms=0
+            ),
+            seq=18,
+            time_s=0,
+        ),
+        _frame_vector(
             "edge_values_max_header",
             Sos(trigger=3),
             seq=0xFFFFFFFF,
@@ -358,8 +384,13 @@ def _set_config(name: str, entries: dict[int, int], **header: int) -> dict[str, 
     return _command_vector(name, CommandKind.SET_CONFIG, body_json, body, **header)
 
 
+def _locate(name: str, duration_s: int, **header: int) -> dict[str, Any]:
+    body = encode_locate(duration_s)
+    return _command_vector(name, CommandKind.LOCATE, {"duration_s": duration_s}, body, **header)
+
+
 def command_vectors() -> dict[str, Any]:
-    """SET_TIME, SET_CONFIG (each key, edge values), acks and status frames."""
+    """SET_TIME, SET_CONFIG (each key, edge values), LOCATE, acks and status frames."""
     commands = [
         _set_time("set_time", T0 + 5, 500, cmd_seq=1, issued_s=T0 + 5),
         _set_time(
@@ -370,6 +401,9 @@ def command_vectors() -> dict[str, Any]:
             "set_config_all_keys", {4: 120, 3: 30, 2: -70, 1: 60}, cmd_seq=3, valid_for_s=0xFFFF
         ),
         _set_config("set_config_edge_values", {2: -128, 4: 0xFFFF, 3: 0}, cmd_seq=4, key_id=255),
+        _locate("locate_30_s", 30, cmd_seq=5, valid_for_s=60),
+        _locate("locate_edge_values", 300, cmd_seq=6),
+        _locate("locate_one_second", 1, cmd_seq=7),
     ]
     acks = [
         {"device_id": d, "acked_seq": s, "frame_hex": _hex(encode_ack(Ack(d, s)))}
@@ -423,6 +457,7 @@ def advert_vectors() -> list[dict[str, Any]]:
             beacon_id=0x000005B7,
             step=T0 // 10,
             tx_power_dbm=-59,
+            battery_pct=93,
         ),
         _beacon(
             "beacon_espressif_edge_values",
@@ -431,6 +466,7 @@ def advert_vectors() -> list[dict[str, Any]]:
             beacon_id=0xFFFFFFFF,
             step=0,
             tx_power_dbm=-128,
+            battery_pct=0,
         ),
         _beacon(
             "beacon_positive_tx_power",
@@ -439,6 +475,7 @@ def advert_vectors() -> list[dict[str, Any]]:
             beacon_id=1,
             step=0xFFFFFFFF,
             tx_power_dbm=127,
+            battery_pct=100,
         ),
         _equipment(
             "equipment_dev_company",
@@ -446,6 +483,7 @@ def advert_vectors() -> list[dict[str, Any]]:
             key_id=1,
             tag_id=0x0000E001,
             battery_pct=87,
+            battery_mv=3980,
             flags=0x03,
             counter=1234,
         ),
@@ -455,7 +493,8 @@ def advert_vectors() -> list[dict[str, Any]]:
             key_id=2,
             tag_id=0xFFFFFFFF,
             battery_pct=0,
-            flags=0x07,
+            battery_mv=0xFFFF,
+            flags=0x1F,
             counter=0xFFFFFFFF,
         ),
         _equipment(
@@ -464,6 +503,7 @@ def advert_vectors() -> list[dict[str, Any]]:
             key_id=1,
             tag_id=0x0000E002,
             battery_pct=100,
+            battery_mv=0,
             flags=0,
             counter=0,
         ),
@@ -557,7 +597,7 @@ def invalid_frames() -> list[dict[str, Any]]:
         _case("version_0", _raw_frame(sos, version=0), "bad_version"),
         _case("version_2", _raw_frame(sos, version=2), "bad_version"),
         _case("kind_0", _raw_frame(sos, kind=0x00), "unknown_kind"),
-        _case("kind_8", _raw_frame(sos, kind=0x08), "unknown_kind"),
+        _case("kind_9", _raw_frame(sos, kind=0x09), "unknown_kind"),
         _case("kind_ack_as_event", _raw_frame(sos, kind=0x81), "unknown_kind"),
         _case(
             "kind_set_time_as_event",
@@ -666,6 +706,27 @@ def invalid_frames() -> list[dict[str, Any]]:
             _raw_frame(struct.pack(">I", 7), kind=k.CMD_RESULT),
             "malformed",
         ),
+        # CLOCK_JUMP
+        _case(
+            "clock_jump_cmd_seq_0",
+            _raw_frame(struct.pack(">IIHIH", 0, 17, 0, T0, 0), kind=k.CLOCK_JUMP),
+            "malformed",
+        ),
+        _case(
+            "clock_jump_before_ms_1000",
+            _raw_frame(struct.pack(">IIHIH", 1, 17, 1000, T0, 0), kind=k.CLOCK_JUMP),
+            "malformed",
+        ),
+        _case(
+            "clock_jump_after_ms_1000",
+            _raw_frame(struct.pack(">IIHIH", 1, 17, 0, T0, 1000), kind=k.CLOCK_JUMP),
+            "malformed",
+        ),
+        _case(
+            "clock_jump_15_bytes",
+            _raw_frame(struct.pack(">IIHIH", 1, 17, 0, T0, 0)[:-1], kind=k.CLOCK_JUMP),
+            "malformed",
+        ),
         # MAC
         _case("mac_bit_flipped", _flip_last(good), "bad_mac", DEVICE_KEY),
         _case(
@@ -722,7 +783,7 @@ def invalid_commands() -> list[dict[str, Any]]:
         _case("version_0", _raw_command(st, version=0), "bad_version"),
         _case("version_2", _raw_command(st, version=2), "bad_version"),
         _case("event_kind_sos_as_command", _raw_command(b"\x01", kind=Kind.SOS), "unknown_kind"),
-        _case("kind_0x92", _raw_command(st, kind=0x92), "unknown_kind"),
+        _case("kind_0x93", _raw_command(st, kind=0x93), "unknown_kind"),
         _case("kind_ack", _raw_command(st, kind=0x81), "unknown_kind"),
         _case("flags_1", _raw_command(st, flags=0x01), "malformed"),
         _case("cmd_seq_0", _raw_command(st, cmd_seq=0), "malformed"),
@@ -744,6 +805,10 @@ def invalid_commands() -> list[dict[str, Any]]:
             _raw_command(b"\x01\x02\x00\x3c\x01\x02\x00\x78", kind=cfg),
             "malformed",
         ),
+        _case("locate_duration_0", _raw_command(b"\x00\x00", kind=0x92), "malformed"),
+        _case("locate_duration_301", _raw_command(b"\x01\x2d", kind=0x92), "malformed"),
+        _case("locate_1_byte_body", _raw_command(b"\x1e", kind=0x92), "malformed"),
+        _case("locate_3_byte_body", _raw_command(b"\x00\x1e\x00", kind=0x92), "malformed"),
         _case("mac_bit_flipped", _flip_last(good), "bad_mac", DEVICE_KEY),
         _case(
             "signed_with_other_key", _raw_command(st, key=OTHER_DEVICE_KEY), "bad_mac", DEVICE_KEY
@@ -803,14 +868,19 @@ def _raw_advert(unsigned: bytes, key: bytes = BEACON_KEY, company_id: int = DEV_
 def invalid_adverts() -> list[dict[str, Any]]:
     """Advert payloads with exactly one defect each."""
     beacon = BEACON_PAYLOAD
-    equip = struct.pack(">BBBIBBI", 1, 2, 1, 0x0000E001, 87, 0x03, 1234)
+    equip = struct.pack(">BBBIBHBI", 1, 2, 1, 0x0000E001, 87, 3980, 0x03, 1234)
     presence = struct.pack(">BBBIIB", 1, 3, 1, DEVICE, T0 // 10, 64)
     return [
         _adv_case("empty", b"", "truncated"),
         _adv_case("version_only", b"\x01", "truncated"),
-        _adv_case("beacon_19_bytes", beacon[:-1], "truncated"),
-        _adv_case("beacon_21_bytes", beacon + b"\x00", "malformed"),
-        _adv_case("oversized_25_bytes", beacon + bytes(5), "oversized"),
+        _adv_case("beacon_20_bytes", beacon[:-1], "truncated"),
+        _adv_case("beacon_22_bytes", beacon + b"\x00", "malformed"),
+        _adv_case("oversized_25_bytes", beacon + bytes(4), "oversized"),
+        _adv_case(
+            "beacon_battery_pct_101",
+            _raw_advert(beacon[:12] + b"\x65"),
+            "malformed",
+        ),
         _adv_case("version_0", b"\x00" + beacon[1:], "bad_version"),
         _adv_case("version_2", b"\x02" + beacon[1:], "bad_version"),
         _adv_case("type_0", _raw_advert(b"\x01\x00" + beacon[2:-8]), "unknown_kind"),
@@ -821,11 +891,11 @@ def invalid_adverts() -> list[dict[str, Any]]:
             "malformed",
         ),
         _adv_case(
-            "equipment_flags_reserved_bit3",
-            _raw_advert(equip[:8] + b"\x08" + equip[9:], EQUIPMENT_KEY),
+            "equipment_flags_reserved_bit5",
+            _raw_advert(equip[:10] + b"\x20" + equip[11:], EQUIPMENT_KEY),
             "malformed",
         ),
-        _adv_case("equipment_20_bytes", _raw_advert(equip, EQUIPMENT_KEY)[:-1], "truncated"),
+        _adv_case("equipment_22_bytes", _raw_advert(equip, EQUIPMENT_KEY)[:-1], "truncated"),
         _adv_case(
             "presence_battery_pct_255",
             _raw_advert(presence[:-1] + b"\xff", PRESENCE_KEY),

@@ -7,8 +7,10 @@ A legacy advert here is two AD structures (docs/protocol.md "BLE advertisements"
 
 Payloads (big-endian, MAC last)::
 
-    beacon    (20): u8 ver, u8 type=1, u8 key_id, u32 beacon_id, u32 step, i8 tx_power_dbm, mac8
-    equipment (21): u8 ver, u8 type=2, u8 key_id, u32 tag_id, u8 battery_pct, u8 flags, u32 counter, mac8
+    beacon    (21): u8 ver, u8 type=1, u8 key_id, u32 beacon_id, u32 step, i8 tx_power_dbm,
+                    u8 battery_pct, mac8
+    equipment (23): u8 ver, u8 type=2, u8 key_id, u32 tag_id, u8 battery_pct, u16 battery_mv,
+                    u8 flags, u32 counter, mac8
     presence  (20): u8 ver, u8 type=3, u8 key_id, u32 device_id, u32 step, u8 battery_pct, mac8
 
     mac8 = HMAC-SHA256(key, company_id as u16 LE || payload[0:-8])[0:8]
@@ -29,12 +31,18 @@ _AD_FLAGS = const(0x01)
 _AD_MANUFACTURER = const(0xFF)
 _FLAGS_LE_GENERAL_NO_BREDR = const(0x06)
 
-_BEACON_FMT = ">BBBIIb"  # 12 bytes before the MAC
-_EQUIPMENT_FMT = ">BBBIBBI"  # 13 bytes before the MAC
+_BEACON_FMT = ">BBBIIbB"  # 13 bytes before the MAC
+_EQUIPMENT_FMT = ">BBBIBHBI"  # 15 bytes before the MAC
 _PRESENCE_FMT = ">BBBIIB"  # 12 bytes before the MAC
-_EQUIPMENT_FLAGS_MASK = const(0x07)  # bit0 on charger, bit1 moving, bit2 low battery
-_BEACON_BYTES = const(20)
-_EQUIPMENT_BYTES = const(21)
+# bit0 on charger, bit1 moving, bit2 low battery, bit3 button, bit4 tamper
+EQUIPMENT_ON_CHARGER = const(0x01)
+EQUIPMENT_MOVING = const(0x02)
+EQUIPMENT_LOW_BATTERY = const(0x04)
+EQUIPMENT_BUTTON = const(0x08)
+EQUIPMENT_TAMPER = const(0x10)
+_EQUIPMENT_FLAGS_MASK = const(0x1F)
+_BEACON_BYTES = const(21)
+_EQUIPMENT_BYTES = const(23)
 _PRESENCE_BYTES = const(20)
 
 
@@ -46,19 +54,23 @@ def _signed(key, company_id, unsigned):
     return unsigned + _adv_mac(key, company_id, unsigned)
 
 
-def encode_beacon_payload(key_id, beacon_id, step, tx_power_dbm, company_id, key):
-    """Checkpoint beacon payload (20 bytes)."""
-    return _signed(
-        key, company_id, struct.pack(_BEACON_FMT, PROTOCOL_VERSION, TYPE_BEACON, key_id, beacon_id, step, tx_power_dbm)
-    )
-
-
-def encode_equipment_payload(key_id, tag_id, battery_pct, flags, counter, company_id, key):
-    """Equipment tag payload (21 bytes)."""
+def encode_beacon_payload(key_id, beacon_id, step, tx_power_dbm, battery_pct, company_id, key):
+    """Checkpoint beacon payload (21 bytes)."""
     return _signed(
         key,
         company_id,
-        struct.pack(_EQUIPMENT_FMT, PROTOCOL_VERSION, TYPE_EQUIPMENT, key_id, tag_id, battery_pct, flags, counter),
+        struct.pack(_BEACON_FMT, PROTOCOL_VERSION, TYPE_BEACON, key_id, beacon_id, step, tx_power_dbm, battery_pct),
+    )
+
+
+def encode_equipment_payload(key_id, tag_id, battery_pct, battery_mv, flags, counter, company_id, key):
+    """Equipment tag payload (23 bytes)."""
+    return _signed(
+        key,
+        company_id,
+        struct.pack(
+            _EQUIPMENT_FMT, PROTOCOL_VERSION, TYPE_EQUIPMENT, key_id, tag_id, battery_pct, battery_mv, flags, counter
+        ),
     )
 
 
@@ -112,9 +124,9 @@ class Advert:
     """A decoded advert payload. ``signer_id`` is beacon_id, tag_id or device_id;
     ``step`` is the beacon/presence step or the equipment counter."""
 
-    __slots__ = ("type", "key_id", "signer_id", "step", "tx_power_dbm", "battery_pct", "flags", "mac")
+    __slots__ = ("type", "key_id", "signer_id", "step", "tx_power_dbm", "battery_pct", "battery_mv", "flags", "mac")
 
-    def __init__(self, type_, key_id, signer_id, step, tx_power_dbm, battery_pct, flags, mac):
+    def __init__(self, type_, key_id, signer_id, step, tx_power_dbm, battery_pct, flags, mac, battery_mv=None):
         self.type = type_
         self.key_id = key_id
         self.signer_id = signer_id
@@ -123,6 +135,7 @@ class Advert:
         self.battery_pct = battery_pct
         self.flags = flags
         self.mac = mac
+        self.battery_mv = battery_mv
 
 
 def decode_advert_payload(payload):
@@ -151,15 +164,17 @@ def decode_advert_payload(payload):
         raise MalformedError("trailing bytes")
     mac = bytes(payload[-ADV_MAC_BYTES:])
     if kind == TYPE_BEACON:
-        _, _, key_id, beacon_id, step, tx_power_dbm = struct.unpack_from(_BEACON_FMT, payload)
-        return Advert(kind, key_id, beacon_id, step, tx_power_dbm, None, None, mac)
+        _, _, key_id, beacon_id, step, tx_power_dbm, battery_pct = struct.unpack_from(_BEACON_FMT, payload)
+        if battery_pct > 100:
+            raise MalformedError("battery_pct out of range")
+        return Advert(kind, key_id, beacon_id, step, tx_power_dbm, battery_pct, None, mac)
     if kind == TYPE_EQUIPMENT:
-        _, _, key_id, tag_id, battery_pct, flags, counter = struct.unpack_from(_EQUIPMENT_FMT, payload)
+        _, _, key_id, tag_id, battery_pct, battery_mv, flags, counter = struct.unpack_from(_EQUIPMENT_FMT, payload)
         if battery_pct > 100:
             raise MalformedError("battery_pct out of range")
         if flags & ~_EQUIPMENT_FLAGS_MASK:
             raise MalformedError("reserved equipment flag set")
-        return Advert(kind, key_id, tag_id, counter, None, battery_pct, flags, mac)
+        return Advert(kind, key_id, tag_id, counter, None, battery_pct, flags, mac, battery_mv)
     _, _, key_id, device_id, step, battery_pct = struct.unpack_from(_PRESENCE_FMT, payload)
     if battery_pct > 100:
         raise MalformedError("battery_pct out of range")

@@ -1,4 +1,8 @@
-"""Equipment tag (radio, flashlight): advertises id, battery, flags and a counter.
+"""Equipment tag (radio, flashlight): advertises id, battery (% and mV), flags and a counter.
+
+Flags: on charger, moving, low battery, button pressed and tamper switch opened
+since the previous advert (both latched by the HAL, so a short press between two
+adverts is not missed).
 
 The counter increments with every new advert and must never repeat (the cloud
 rejects a counter that does not advance as a replay), so it is persisted in
@@ -6,14 +10,19 @@ flash in reserved blocks: the file holds a high-water mark, rewritten once per
 ``_RESERVE_BLOCK`` adverts; after a reboot counting resumes above it.
 """
 
-from patrol.adverts import build_advertisement, encode_equipment_payload
+from patrol.adverts import (
+    EQUIPMENT_BUTTON,
+    EQUIPMENT_LOW_BATTERY,
+    EQUIPMENT_MOVING,
+    EQUIPMENT_ON_CHARGER,
+    EQUIPMENT_TAMPER,
+    build_advertisement,
+    encode_equipment_payload,
+)
 from patrol.compat import const, ticks_add, ticks_diff
 from patrol.limits import DEV_COMPANY_ID
 
 _RESERVE_BLOCK = const(256)  # flash writes per 256 adverts; a reboot skips at most this many
-_FLAG_ON_CHARGER = const(0x01)
-_FLAG_MOVING = const(0x02)
-_FLAG_LOW_BATTERY = const(0x04)
 _LOW_BATTERY_PCT = const(20)
 _MAX_COUNTER = const(0xFFFFFFFF)
 
@@ -69,18 +78,23 @@ class EquipmentTag:
         self.counter += 1
         if self.counter > self._reserved:
             self._reserve(min(self.counter + _RESERVE_BLOCK, _MAX_COUNTER))
-        battery_pct, _, charging = self.hal.battery.read()
+        hal = self.hal
+        battery_pct, battery_mv, charging = hal.battery.read()
         flags = 0
         if charging:
-            flags |= _FLAG_ON_CHARGER
-        if self.hal.accel.motion():
-            flags |= _FLAG_MOVING
+            flags |= EQUIPMENT_ON_CHARGER
+        if hal.accel.motion():
+            flags |= EQUIPMENT_MOVING
         if battery_pct < _LOW_BATTERY_PCT:
-            flags |= _FLAG_LOW_BATTERY
+            flags |= EQUIPMENT_LOW_BATTERY
+        if hal.button.was_pressed():
+            flags |= EQUIPMENT_BUTTON
+        if hal.tamper.opened():
+            flags |= EQUIPMENT_TAMPER
         cfg = self.cfg
         payload = encode_equipment_payload(
-            cfg.key_id, cfg.tag_id, battery_pct, flags, self.counter, cfg.company_id, cfg.key
+            cfg.key_id, cfg.tag_id, battery_pct, battery_mv, flags, self.counter, cfg.company_id, cfg.key
         )
         self.advert = build_advertisement(cfg.company_id, payload)
-        self.hal.radio.advertise(self.advert)
+        hal.radio.advertise(self.advert, cfg.advert_interval_ms)
         return self.advert

@@ -10,23 +10,34 @@ before it publishes), so each segment covers a seq range and freeing "every seq
 <= acked" deletes whole segments plus a skip inside the oldest one. Only a small
 index (five ints per segment) lives in RAM; frames are read back on demand.
 
-When the queue is full the wearable calls ``evict_oldest()``: the oldest segment
-with evictable frames is rewritten keeping only SOS and EVICTION frames, and the
-evicted seq runs are returned so the wearable can sign EVICTION records for them
-(the cloud then counts those seqs as evicted, not lost). SOS is never evicted.
-A torn record at the tail of a segment (power cut mid-write) is cut off at load.
-Skeleton quality: issue #3 deepens wear levelling and flash budgeting.
+When the queue is full the wearable calls ``evict_oldest()``. Order: heartbeats
+first (the oldest segment holding heartbeats loses them), then any other event
+oldest first (the oldest segment loses everything but SOS and EVICTION frames);
+SOS is never evicted. The evicted seq runs are returned so the wearable signs an
+EVICTION record for each (the cloud then counts those seqs as evicted, not lost).
+Each run costs one EVICTION frame, so a heartbeat pass that would free fewer than
+``_MIN_FREED_PER_RECORD`` frames per record (heartbeats interleaved one by one
+with scans) is skipped in favour of the next rule.
+
+Crash safety: a record is ``u16 length + frame``, appended in one write to the
+newest segment and never modified in place; rewrites (eviction, torn-tail repair)
+go to a ``.tmp`` file renamed over the old one. At load every record is checked
+(length, version byte, body_len consistent with the length); the first bad or
+short record ends the segment and is cut off, so a torn write after power loss
+loses only that record and never an earlier one. A write that fails (flash full)
+seals its segment: later frames go to a new segment, never after a partial record.
 """
 
 import os
 import struct
 
 from patrol.compat import const, makedirs, path_exists
-from patrol.frames import EVICTION, SOS
+from patrol.frames import EVICTION, HEARTBEAT, SOS
 from patrol.limits import FRAME_HEADER_BYTES, FRAME_MAC_BYTES, MAX_FRAME_BYTES
 
 SEGMENT_FRAMES = const(64)  # records per segment file: ~15 KB of flash, one index entry
 _MIN_FRAME_BYTES = const(36)  # header 20 + MAC 16
+_MIN_FREED_PER_RECORD = const(2)  # a heartbeat-only eviction must free 2 frames per EVICTION record it costs
 _META = "meta"
 _SUFFIX = ".seg"
 
@@ -44,6 +55,11 @@ def _seq_of(frame):
 
 def _protected(frame):
     return frame[1] == SOS or frame[1] == EVICTION
+
+
+def _well_formed(frame):
+    # version 1 and a body_len that matches the record length: catches garbage records
+    return frame[0] == 1 and FRAME_HEADER_BYTES + ((frame[18] << 8) | frame[19]) + FRAME_MAC_BYTES == len(frame)
 
 
 class EventQueue:
@@ -101,7 +117,7 @@ class EventQueue:
                     break
                 size = (head[0] << 8) | head[1] if len(head) == 2 else 0
                 frame = f.read(size) if _MIN_FRAME_BYTES <= size <= MAX_FRAME_BYTES else b""
-                if len(head) != 2 or len(frame) != size or size == 0:
+                if len(head) != 2 or len(frame) != size or size == 0 or not _well_formed(frame):
                     torn = True
                     break
                 seq = _seq_of(frame)
@@ -144,7 +160,10 @@ class EventQueue:
                 head = f.read(2)
                 if len(head) != 2:
                     return
-                frame = f.read((head[0] << 8) | head[1])
+                size = (head[0] << 8) | head[1]
+                frame = f.read(size)
+                if len(frame) != size or size < _MIN_FRAME_BYTES:
+                    return  # torn tail of a sealed segment (cut at the next load)
                 yield frame
 
     def _rewrite(self, entry, frames):
@@ -193,14 +212,26 @@ class EventQueue:
             self._segments.append(entry)
         else:
             entry = self._segments[-1]
-        with open(self._path(entry[_NO]), "ab") as f:
-            f.write(struct.pack(">H", len(frame)))
-            f.write(frame)
+        try:
+            with open(self._path(entry[_NO]), "ab") as f:
+                f.write(struct.pack(">H", len(frame)) + frame)  # one write: one record
+        except OSError:
+            entry[_IN_FILE] = SEGMENT_FRAMES  # sealed: nothing is ever appended after a partial record
+            raise
         entry[_LAST] = seq
         entry[_LIVE] += 1
         entry[_IN_FILE] += 1
         self._depth += 1
         self.last_seq = seq
+
+    def skip_seq(self, seq):
+        """Record that ``seq`` is used although its frame could not be stored (never reused)."""
+        if seq > self.last_seq:
+            self.last_seq = seq
+            try:
+                self._write_meta()
+            except OSError:
+                pass  # the flash is full: a later free_upto() writes it
 
     def _next_number(self):
         # Numbers keep rising across restarts; an empty directory starts at 1.
@@ -261,35 +292,47 @@ class EventQueue:
         return before - self._depth
 
     def evict_oldest(self):
-        """Drop the evictable frames of the oldest segment that has any.
+        """Make room: heartbeats first, then other events oldest first, never SOS.
 
         Returns the evicted seq runs as [(first_seq, last_seq), ...] (runs are
-        split by the SOS/EVICTION frames that stay); [] if nothing can go.
+        split by the frames that stay); [] if nothing can go.
         """
         for entry in self._segments:
-            keep = []
-            runs = []
-            run_first = run_last = 0
-            for frame in self._records(entry[_NO]):
-                seq = _seq_of(frame)
-                if seq <= self.acked_seq:
-                    continue
-                if _protected(frame):
-                    keep.append(frame)
-                    if run_first:
-                        runs.append((run_first, run_last))
-                        run_first = 0
-                    continue
-                if not run_first:
-                    run_first = seq
-                run_last = seq
-            if run_first:
-                runs.append((run_first, run_last))
-            if not runs:
-                continue
-            before = entry[_LIVE]
-            self._rewrite(entry, keep)
-            self._depth -= before - len(keep)
-            self._write_meta()  # last_seq survives even if the newest segment went
-            return runs
+            runs = self._evict_from(entry, True)
+            if runs:
+                return runs
+        for entry in self._segments:
+            runs = self._evict_from(entry, False)
+            if runs:
+                return runs
         return []
+
+    def _evict_from(self, entry, heartbeats_only):
+        """Drop the live unprotected frames of ``entry`` (only heartbeats if asked); the runs."""
+        keep = []
+        runs = []
+        evicted = 0
+        run_first = run_last = 0
+        for frame in self._records(entry[_NO]):
+            seq = _seq_of(frame)
+            if seq <= self.acked_seq:
+                continue
+            if _protected(frame) or (heartbeats_only and frame[1] != HEARTBEAT):
+                keep.append(frame)
+                if run_first:
+                    runs.append((run_first, run_last))
+                    run_first = 0
+                continue
+            if not run_first:
+                run_first = seq
+            run_last = seq
+            evicted += 1
+        if run_first:
+            runs.append((run_first, run_last))
+        if not runs or (heartbeats_only and evicted < _MIN_FREED_PER_RECORD * len(runs)):
+            return []
+        before = entry[_LIVE]
+        self._rewrite(entry, keep)
+        self._depth -= before - len(keep)
+        self._write_meta()  # last_seq survives even if the newest segment went
+        return runs

@@ -42,11 +42,14 @@ SOS = const(0x04)
 EVICTION = const(0x05)
 BOOT = const(0x06)
 CMD_RESULT = const(0x07)
-_LAST_EVENT_KIND = const(0x07)
+CLOCK_JUMP = const(0x08)
+_LAST_EVENT_KIND = const(0x08)
 
 # Command kinds (0x90..0x9f) and the ack
 SET_TIME = const(0x90)
 SET_CONFIG = const(0x91)
+LOCATE = const(0x92)
+LOCATE_MAX_S = const(300)  # five minutes of noise finds a dropped wearable; longer drains it
 ACK_KIND = const(0x81)
 
 FLAG_CLOCK_UNSYNCED = const(0x01)
@@ -75,6 +78,7 @@ CONFIG_MAN_DOWN_S = const(4)
 
 _HEADER_FMT = ">BBBBIIIHH"
 _SET_TIME_BODY_BYTES = const(6)
+_LOCATE_BODY_BYTES = const(2)
 
 
 def _mac(key, signed_part):
@@ -163,6 +167,11 @@ def cmd_result_body(cmd_seq, result):
     return struct.pack(">IB", cmd_seq, result)
 
 
+def clock_jump_body(cmd_seq, before_s, before_ms, after_s, after_ms):
+    """0x08: u32 cmd_seq, u32 before_s, u16 before_ms, u32 after_s, u16 after_ms."""
+    return struct.pack(">IIHIH", cmd_seq, before_s, before_ms, after_s, after_ms)
+
+
 # --- commands (cloud -> edge -> wearable) --------------------------------------------
 
 
@@ -202,7 +211,7 @@ def decode_command(raw):
     _, kind, key_id, flags, device_id, cmd_seq, issued_s, valid_for_s, body_len = struct.unpack_from(
         _HEADER_FMT, raw
     )
-    if kind != SET_TIME and kind != SET_CONFIG:
+    if kind != SET_TIME and kind != SET_CONFIG and kind != LOCATE:
         raise UnknownKindError("not a command kind")
     if flags != 0:
         raise MalformedError("command flags must be zero")
@@ -218,6 +227,8 @@ def decode_command(raw):
     body = raw[FRAME_HEADER_BYTES : FRAME_HEADER_BYTES + body_len]
     if kind == SET_TIME:
         decode_set_time(body)
+    elif kind == LOCATE:
+        decode_locate(body)
     else:
         decode_set_config(body)
     return Command(kind, key_id, device_id, cmd_seq, issued_s, valid_for_s, body, raw[-FRAME_MAC_BYTES:], raw)
@@ -237,6 +248,16 @@ def decode_set_time(body):
     if time_ms > 999:
         raise MalformedError("time_ms out of range")
     return time_s, time_ms
+
+
+def decode_locate(body):
+    """LOCATE body: u16 duration_s (1..300) -> duration_s."""
+    if len(body) != _LOCATE_BODY_BYTES:
+        raise MalformedError("LOCATE body must be 2 bytes")
+    duration_s = (body[0] << 8) | body[1]
+    if not 1 <= duration_s <= LOCATE_MAX_S:
+        raise MalformedError("duration_s out of range")
+    return duration_s
 
 
 # SET_CONFIG value sizes and signedness by key: (length, struct format)

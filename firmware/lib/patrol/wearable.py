@@ -25,12 +25,14 @@ from patrol.adverts import (
     encode_presence_payload,
     parse_manufacturer_data,
 )
+from patrol import feedback
 from patrol.compat import const, ticks_add, ticks_diff, ticks_ms
 from patrol.errors import ProtocolError, SignatureError
 from patrol.evqueue import EventQueue
 from patrol.frames import (
     BLE_VISIT,
     BOOT,
+    CLOCK_JUMP,
     CMD_RESULT,
     CONFIG_HEARTBEAT_INTERVAL_S,
     CONFIG_MAN_DOWN_S,
@@ -39,6 +41,7 @@ from patrol.frames import (
     EVICTION,
     FLAG_CLOCK_UNSYNCED,
     HEARTBEAT,
+    LOCATE,
     NFC_SCAN,
     RESULT_APPLIED,
     RESULT_BAD_MAC,
@@ -54,9 +57,11 @@ from patrol.frames import (
     TAG_NTAG424_SUN,
     ble_visit_body,
     boot_body,
+    clock_jump_body,
     cmd_result_body,
     decode_ack,
     decode_command,
+    decode_locate,
     decode_set_config,
     decode_set_time,
     encode_frame,
@@ -83,6 +88,7 @@ _STATUS_IN_ZONE = const(0x02)
 _STATUS_LOW_BATTERY = const(0x04)
 _PRESENCE_STEP_S = const(10)
 _MAX_QUEUE_DEPTH_FIELD = const(0xFFFF)
+CLOCK_JUMP_REPORT_MS = const(2000)  # a SET_TIME moving the clock further than NTP jitter is reported
 
 
 class WearableConfig:
@@ -102,6 +108,7 @@ class WearableConfig:
         visit_rssi_dbm=-70,
         visit_dwell_s=10,
         man_down_s=0,
+        man_down_cancel_s=30,
         sos_press_ms=2000,
         queue_max_frames=5000,
         keepalive_s=60,
@@ -131,6 +138,7 @@ class WearableConfig:
         self.visit_rssi_dbm = visit_rssi_dbm
         self.visit_dwell_s = visit_dwell_s
         self.man_down_s = man_down_s
+        self.man_down_cancel_s = man_down_cancel_s  # pre-alarm window; 0 sends the SOS at once
         self.sos_press_ms = sos_press_ms
         self.queue_max_frames = queue_max_frames
         self.keepalive_s = keepalive_s
@@ -174,6 +182,8 @@ class Wearable:
             "disconnects": 0,
             "resends": 0,
             "evicted": 0,
+            "store_errors": 0,
+            "prealarms_cancelled": 0,
         }
         now = hal.clock.ticks_ms()
         # NFC
@@ -191,6 +201,9 @@ class Wearable:
         self._press_reported = False
         self._last_motion = now
         self._man_down_reported = False
+        self._prealarm_until = None  # ticks deadline of a running man-down pre-alarm
+        self._sos_unconfirmed = [frame_seq(f) for f in self.queue.unacked_sos()]  # not yet acked by the edge
+        self.player = feedback.Player(hal.outputs, hal.clock)
         # MQTT
         self.mqtt = MQTTClient(
             text,
@@ -265,6 +278,7 @@ class Wearable:
         now = self.hal.clock.ticks_ms()
         self._poll_button(now)
         self._poll_motion(now)
+        self.player.poll(now)
         if self.cfg.nfc_enabled:
             self._poll_nfc(now)
         self._poll_ble(now)
@@ -287,10 +301,14 @@ class Wearable:
     def _emit(self, kind, body):
         """Sign, store, and (for SOS) publish at once. Returns the frame's seq."""
         if self.queue.is_full():
-            for first_seq, last_seq in self.queue.evict_oldest():
-                self.stats["evicted"] += last_seq - first_seq + 1
-                self._store(EVICTION, eviction_body(first_seq, last_seq))
+            self._evict()
         return self._store(kind, body)
+
+    def _evict(self):
+        # Heartbeats go first, then other events oldest first; SOS never (evqueue.py).
+        for first_seq, last_seq in self.queue.evict_oldest():
+            self.stats["evicted"] += last_seq - first_seq + 1
+            self._store(EVICTION, eviction_body(first_seq, last_seq))
 
     def _store(self, kind, body):
         self._seq += 1
@@ -298,9 +316,30 @@ class Wearable:
         flags = 0 if self.clock_synced else FLAG_CLOCK_UNSYNCED
         cfg = self.cfg
         frame = encode_frame(kind, cfg.key_id, flags, cfg.device_id, self._seq, time_s, time_ms, body, cfg.key)
-        self.queue.append(frame)
-        if kind == SOS and self.mqtt.connected:
-            self._publish_sos(frame)
+        try:
+            self.queue.append(frame)
+        except OSError:
+            # Flash full or a write error: make room and try once more. If that fails
+            # too the event is dropped and counted; its seq stays used, so the cloud
+            # sees the gap as lost (never a silent renumbering).
+            self.stats["store_errors"] += 1
+            stored = False
+            if kind != EVICTION:
+                try:
+                    self._evict()
+                    self.queue.append(frame)
+                    stored = True
+                except OSError:
+                    pass
+            if not stored:
+                self.queue.skip_seq(self._seq)
+                return self._seq
+        if kind == SOS:
+            self._sos_unconfirmed.append(self._seq)
+            if self.mqtt.connected:
+                self._publish_sos(frame)
+            else:
+                self.player.play(feedback.OFFLINE)  # raised, but not out yet
         return self._seq
 
     def _publish_sos(self, frame):
@@ -314,6 +353,16 @@ class Wearable:
 
     def _poll_button(self, now):
         if self.hal.button.pressed():
+            if self._prealarm_until is not None:
+                # Any press during the man-down pre-alarm cancels it; the press must be
+                # released before it can count towards a button SOS.
+                self._prealarm_until = None
+                self._last_motion = now
+                self._press_start = now
+                self._press_reported = True
+                self.player.stop(feedback.PREALARM[0])
+                self.stats["prealarms_cancelled"] += 1
+                return
             if self._press_start is None:
                 self._press_start = now
                 self._press_reported = False
@@ -324,7 +373,15 @@ class Wearable:
             self._press_start = None
 
     def _poll_motion(self, now):
-        if self.hal.accel.motion():
+        moved = self.hal.accel.motion()
+        if self._prealarm_until is not None:
+            # Motion does not cancel the pre-alarm (a body can be moved); only the button does.
+            if ticks_diff(now, self._prealarm_until) >= 0:
+                self._prealarm_until = None
+                self.player.stop(feedback.PREALARM[0])
+                self._emit(SOS, sos_body(SOS_MAN_DOWN))
+            return
+        if moved:
             self._last_motion = now
             self._man_down_reported = False
         elif (
@@ -333,7 +390,12 @@ class Wearable:
             and ticks_diff(now, self._last_motion) >= self.cfg.man_down_s * 1000
         ):
             self._man_down_reported = True
-            self._emit(SOS, sos_body(SOS_MAN_DOWN))
+            window_ms = self.cfg.man_down_cancel_s * 1000
+            if window_ms <= 0:
+                self._emit(SOS, sos_body(SOS_MAN_DOWN))
+                return
+            self._prealarm_until = ticks_add(now, window_ms)
+            self.player.play(feedback.PREALARM, window_ms)
 
     def _poll_nfc(self, now):
         reader = self._reader
@@ -361,6 +423,7 @@ class Wearable:
             return  # the same tag is still on the reader: one scan per tap
         if len(target.uid) not in (4, 7, 10):
             self.stats["nfc_read_errors"] += 1
+            self.player.play(feedback.SCAN_REJECTED)
             return
         params = None
         if target.is_iso_dep():
@@ -371,6 +434,7 @@ class Wearable:
                 # Tag removed mid-read, bad status word, or a broken NDEF message: no
                 # scan; the next step tries again while the tag is still present.
                 self.stats["nfc_read_errors"] += 1
+                self.player.play(feedback.SCAN_REJECTED)
                 return
         self._tag_uid = target.uid
         if params is not None:
@@ -378,6 +442,7 @@ class Wearable:
         else:
             body = nfc_scan_body(TAG_NTAG21X, target.uid)  # UID only: low assurance
         self._emit(NFC_SCAN, body)
+        self.player.play(feedback.SCAN_OK)
 
     def _poll_ble(self, now):
         company_id = self.cfg.company_id
@@ -497,6 +562,7 @@ class Wearable:
         return True
 
     def _on_disconnect(self):
+        self.player.play(feedback.OFFLINE)
         self.mqtt.close()
         self.stats["disconnects"] += 1
         self._next_connect = ticks_add(ticks_ms(), self._backoff_ms)
@@ -540,6 +606,10 @@ class Wearable:
                 self._sent_upto = self.acked_seq
             self._sent_sos = [s for s in self._sent_sos if s > self.acked_seq]
             self._last_ack_progress = ticks_ms()
+            pending = [s for s in self._sos_unconfirmed if s > self.acked_seq]
+            if len(pending) < len(self._sos_unconfirmed):
+                self.player.play(feedback.SOS_SENT)  # committed at the edge, not just PUBACKed
+            self._sos_unconfirmed = pending
         elif topic == self.topic_cmd:
             self._on_command(payload)
 
@@ -577,8 +647,16 @@ class Wearable:
         # decode_command already validated the body; only known kinds get here.
         if command.kind == SET_TIME:
             time_s, time_ms = decode_set_time(command.body)
+            before_s, before_ms = self.hal.clock.time()
             self.hal.clock.set_time(time_s, time_ms)
             self.clock_synced = True
+            after_s, after_ms = self.hal.clock.time()
+            jump_ms = (after_s - before_s) * 1000 + after_ms - before_ms
+            if jump_ms > CLOCK_JUMP_REPORT_MS or -jump_ms > CLOCK_JUMP_REPORT_MS:
+                self._emit(CLOCK_JUMP, clock_jump_body(command.cmd_seq, before_s, before_ms, after_s, after_ms))
+            return RESULT_APPLIED
+        if command.kind == LOCATE:
+            self.player.play(feedback.LOCATE, decode_locate(command.body) * 1000)
             return RESULT_APPLIED
         if command.kind == SET_CONFIG:
             for key, value in decode_set_config(command.body):

@@ -1,6 +1,7 @@
 # Runs in MicroPython: operations on the flash queue in a directory that outlives the
 # process, so a second interpreter run is a "reboot". argv: dir max_frames op...
-# ops: add:<kind>:<count>  free:<seq>  evict  tear  show
+# ops: add:<kind>:<count>  alt:<pairs> (heartbeat, scan, ...)  free:<seq>  evict  tear  show
+#      full  (is_full)
 import json
 import os
 import sys
@@ -32,20 +33,27 @@ def show(label):
     )
 
 
+def add(kind):
+    seq = queue.last_seq + 1
+    body = (
+        frames.sos_body(1)
+        if kind == frames.SOS
+        else frames.heartbeat_body(80, 3900, 0, queue.depth() % 65536, [])
+    )
+    queue.append(frames.encode_frame(kind, 1, 0, 0xA001, seq, 1795579200 + seq, 0, body, KEY))
+
+
 for i, op in enumerate(sys.argv[3:]):
     parts = op.split(":")
     if parts[0] == "add":
-        kind = int(parts[1])
         for _ in range(int(parts[2])):
-            seq = queue.last_seq + 1
-            body = (
-                frames.sos_body(1)
-                if kind == frames.SOS
-                else frames.heartbeat_body(80, 3900, 0, queue.depth(), [])
-            )
-            queue.append(
-                frames.encode_frame(kind, 1, 0, 0xA001, seq, 1795579200 + seq, 0, body, KEY)
-            )
+            add(int(parts[1]))
+    elif parts[0] == "alt":
+        for _ in range(int(parts[1])):
+            add(frames.HEARTBEAT)
+            add(frames.NFC_SCAN)
+    elif parts[0] == "full":
+        print(json.dumps({"key": f"full{i}", "full": queue.is_full(), "depth": queue.depth()}))
     elif parts[0] == "free":
         print(json.dumps({"key": f"free{i}", "freed": queue.free_upto(int(parts[1]))}))
     elif parts[0] == "evict":

@@ -53,6 +53,10 @@ def body_for(kind, body):
         )
     if kind == frames.CMD_RESULT:
         return frames.cmd_result_body(body["cmd_seq"], body["result"])
+    if kind == frames.CLOCK_JUMP:
+        return frames.clock_jump_body(
+            body["cmd_seq"], body["before_s"], body["before_ms"], body["after_s"], body["after_ms"]
+        )
     raise ValueError("kind")
 
 
@@ -95,6 +99,8 @@ for v in doc["commands"]:
     if cmd.kind == frames.SET_TIME:
         t = frames.decode_set_time(cmd.body)
         decoded = {"time_s": t[0], "time_ms": t[1]}
+    elif cmd.kind == frames.LOCATE:
+        decoded = {"duration_s": frames.decode_locate(cmd.body)}
     else:
         decoded = {
             "entries": [{"key": k, "value": val} for k, val in frames.decode_set_config(cmd.body)]
@@ -167,11 +173,24 @@ for v in load("adverts.json")["vectors"]:
     company_id = v["company_id"]
     if f["type"] == adverts.TYPE_BEACON:
         payload = adverts.encode_beacon_payload(
-            f["key_id"], f["beacon_id"], f["step"], f["tx_power_dbm"], company_id, key
+            f["key_id"],
+            f["beacon_id"],
+            f["step"],
+            f["tx_power_dbm"],
+            f["battery_pct"],
+            company_id,
+            key,
         )
     elif f["type"] == adverts.TYPE_EQUIPMENT:
         payload = adverts.encode_equipment_payload(
-            f["key_id"], f["tag_id"], f["battery_pct"], f["flags"], f["counter"], company_id, key
+            f["key_id"],
+            f["tag_id"],
+            f["battery_pct"],
+            f["battery_mv"],
+            f["flags"],
+            f["counter"],
+            company_id,
+            key,
         )
     else:
         payload = adverts.encode_presence_payload(

@@ -3,6 +3,7 @@
 # ops: step[:n]  advance:<ms>  tag:<uid_hex>:<ntag424|ntag21x>:<uri>  untag  removeafter:<n>
 #      advert:<rssi_dbm>:<adv_hex>[:<times>:<every_ms>]  press  release  move
 #      msg:<ack|cmd>:<hex>  battery:<pct>:<mv>:<0|1>  cfg:<name>:<int>  show
+#      tick:<ms>:<n> (n x: advance ms, step)  net:<0|1>
 import json
 import sys
 
@@ -27,6 +28,7 @@ cfg = WearableConfig(
     heartbeat_interval_s=overrides.get("heartbeat_interval_s", 60),
     visit_dwell_s=overrides.get("visit_dwell_s", 10),
     man_down_s=overrides.get("man_down_s", 0),
+    man_down_cancel_s=overrides.get("man_down_cancel_s", 30),
     queue_max_frames=overrides.get("queue_max_frames", 5000),
 )
 w = Wearable(hal, cfg)
@@ -48,6 +50,8 @@ def show(label):
                 "heartbeat_interval_s": w.cfg.heartbeat_interval_s,
                 "visit_rssi_dbm": w.cfg.visit_rssi_dbm,
                 "stats": w.stats,
+                "outputs": [list(e) for e in hal.outputs.log],
+                "playing": w.player.playing,
             }
         )
     )
@@ -59,6 +63,12 @@ for i, op in enumerate(ops):
     if name == "step":
         for _ in range(int(parts[1]) if len(parts) > 1 else 1):
             w.step()
+    elif name == "tick":
+        for _ in range(int(parts[2])):
+            hal.clock.advance_ms(int(parts[1]))
+            w.step()
+    elif name == "net":
+        hal.net.up = parts[1] == "1"
     elif name == "advance":
         hal.clock.advance_ms(int(parts[1]))
     elif name == "tag":

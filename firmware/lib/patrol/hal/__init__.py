@@ -14,10 +14,18 @@ them onto machine / bluetooth / network):
     ``readfrom(addr, nbytes)`` (machine.I2C semantics).
 ``radio``
     ``start_scan()``; ``poll_adverts(max_n)`` -> [(addr bytes, rssi_dbm, adv_data bytes)]
-    drained from a bounded queue the scan IRQ fills; ``advertise(adv_data)`` sets
-    the advert this device sends (beacons, equipment tags, presence).
+    drained from a bounded queue the scan IRQ fills; ``advertise(adv_data,
+    interval_ms=None)`` sets the advert this device sends (None stops advertising);
+    ``set_tx_power(dbm)``.
 ``button``
-    ``pressed()`` -> bool (SOS button level).
+    ``pressed()`` -> bool (button level); ``was_pressed()`` -> bool, latched by the
+    edge IRQ since the last call.
+``tamper``
+    ``opened()`` -> bool: tamper switch opened since the last call (latched).
+``outputs``
+    ``set(mask)``: LED (bit 0), buzzer (bit 1), vibration motor (bit 2) on or off.
+``power``
+    ``lightsleep(ms)`` (RAM kept), ``deepsleep(ms)`` (ends in a reset on a device).
 ``accel``
     ``motion()`` -> bool: movement seen since the last call (latched).
 ``battery``

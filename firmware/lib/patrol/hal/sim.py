@@ -297,8 +297,21 @@ class SimPn532:
         return None  # unknown command: error frame
 
 
+_MAX_LOG = 64  # entries kept in each recording list (adverts, outputs, sleeps)
+
+
+def _record(log, entry):
+    if len(log) >= _MAX_LOG:
+        log.pop(0)
+    log.append(entry)
+
+
 class SimRadio:
-    """BLE radio: tests feed scanned adverts; ``advertising`` is what we send."""
+    """BLE radio: tests feed scanned adverts; ``advertising`` is what we send.
+
+    ``adv_log`` records every ``advertise()`` as (adv_data or None, interval_ms);
+    ``tx_power_dbm`` is the last power set.
+    """
 
     def __init__(self, max_queued=32):
         self._queue = []
@@ -306,6 +319,9 @@ class SimRadio:
         self.dropped = 0
         self.scanning = False
         self.advertising = None
+        self.adv_interval_ms = None
+        self.tx_power_dbm = None
+        self.adv_log = []
 
     def start_scan(self):
         self.scanning = True
@@ -322,22 +338,83 @@ class SimRadio:
         self._queue = self._queue[max_n:]
         return out
 
-    def advertise(self, adv_data):
+    def advertise(self, adv_data, interval_ms=None):
         self.advertising = bytes(adv_data) if adv_data is not None else None
+        self.adv_interval_ms = interval_ms if adv_data is not None else None
+        _record(self.adv_log, (self.advertising, self.adv_interval_ms))
+
+    def set_tx_power(self, tx_power_dbm):
+        self.tx_power_dbm = tx_power_dbm
 
 
 class SimButton:
+    """Level (``pressed``) plus a press latch (``was_pressed``), like a pin with an edge IRQ."""
+
     def __init__(self):
         self._pressed = False
+        self._latched = False
 
     def press(self):
         self._pressed = True
+        self._latched = True
 
     def release(self):
         self._pressed = False
 
     def pressed(self):
         return self._pressed
+
+    def was_pressed(self):
+        latched = self._latched
+        self._latched = False
+        return latched
+
+
+class SimTamper:
+    """Tamper switch: ``opened()`` is latched until read, like the ESP32 pin IRQ."""
+
+    def __init__(self):
+        self._opened = False
+
+    def open(self):
+        self._opened = True
+
+    def opened(self):
+        opened = self._opened
+        self._opened = False
+        return opened
+
+
+class SimOutputs:
+    """LED / buzzer / vibration lines; ``log`` records (ticks_ms, mask) on every change."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self.mask = 0
+        self.log = []
+
+    def set(self, mask):
+        self.mask = mask
+        _record(self.log, (self._clock.ticks_ms(), mask))
+
+
+class SimPower:
+    """Sleep modes: records (mode, duration_ms) and moves the simulated clock on.
+
+    On an ESP32, deep sleep ends in a reset; callers keep nothing in RAM across it.
+    """
+
+    def __init__(self, clock):
+        self._clock = clock
+        self.sleeps = []
+
+    def lightsleep(self, duration_ms):
+        _record(self.sleeps, ("light", duration_ms))
+        self._clock.advance_ms(duration_ms)
+
+    def deepsleep(self, duration_ms):
+        _record(self.sleeps, ("deep", duration_ms))
+        self._clock.advance_ms(duration_ms)
 
 
 class SimAccel:
@@ -389,6 +466,9 @@ class SimHal:
         self.accel = SimAccel()
         self.battery = SimBattery()
         self.net = SimNet()
+        self.tamper = SimTamper()
+        self.outputs = SimOutputs(self.clock)
+        self.power = SimPower(self.clock)
         self._reset_cause = reset_cause
 
     def reset_cause(self):
