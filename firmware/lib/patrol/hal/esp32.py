@@ -23,6 +23,8 @@ _I2C_FREQ_HZ = const(100_000)  # the PN532 stretches the clock; 100 kHz is the s
 _EPOCH_2000_S = const(946684800)  # 1970 -> 2000, for ports whose time() counts from 2000
 _BATTERY_EMPTY_MV = const(3300)
 _BATTERY_FULL_MV = const(4200)
+_BUZZER_HZ = const(2700)  # resonant frequency of common piezo buzzers
+_BUZZER_DUTY = const(512)  # 50 % of the 10-bit PWM range: loudest square wave
 
 
 class Esp32Clock:
@@ -91,18 +93,87 @@ class Esp32Radio:
             self._tail = (self._tail + 1) % _SCAN_QUEUE_LEN
         return out
 
-    def advertise(self, adv_data):
-        self._ble.gap_advertise(_ADV_INTERVAL_US if adv_data else None, adv_data or b"", connectable=False)
+    def advertise(self, adv_data, interval_ms=None):
+        if not adv_data:
+            self._ble.gap_advertise(None)  # stop advertising
+            return
+        interval_us = interval_ms * 1000 if interval_ms else _ADV_INTERVAL_US
+        self._ble.gap_advertise(interval_us, adv_data, connectable=False)
+
+    def set_tx_power(self, tx_power_dbm):
+        # ESP32 NimBLE: BLE.config(txpower=...) where the port supports it; otherwise
+        # the controller default (+3 dBm on ESP32) stays.
+        try:
+            self._ble.config(txpower=tx_power_dbm)
+        except (ValueError, TypeError, OSError):
+            pass
 
 
 class Esp32Button:
-    """SOS button to ground with the internal pull-up: pressed reads 0."""
+    """Button to ground with the internal pull-up: pressed reads 0; the falling-edge IRQ latches."""
 
     def __init__(self, pin):
         self._pin = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+        self._latched = False
+        self._pin.irq(self._irq, machine.Pin.IRQ_FALLING)
+
+    def _irq(self, pin):
+        self._latched = True
 
     def pressed(self):
         return self._pin.value() == 0
+
+    def was_pressed(self):
+        latched = self._latched
+        self._latched = False
+        return latched
+
+
+class Esp32Tamper:
+    """Tamper switch closed to ground while the case is shut; opening it latches a flag."""
+
+    def __init__(self, pin):
+        self._opened = False
+        if pin is None:
+            self._pin = None
+            return
+        self._pin = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+        self._pin.irq(self._irq, machine.Pin.IRQ_RISING)
+
+    def _irq(self, pin):
+        self._opened = True
+
+    def opened(self):
+        opened = self._opened
+        self._opened = False
+        return opened
+
+
+class Esp32Outputs:
+    """LED, buzzer (PWM) and vibration motor lines; ``set(mask)`` switches them (bits 0, 1, 2)."""
+
+    def __init__(self, led_pin, buzzer_pin, vibration_pin):
+        self._led = machine.Pin(led_pin, machine.Pin.OUT) if led_pin is not None else None
+        self._buzzer = machine.PWM(machine.Pin(buzzer_pin), freq=_BUZZER_HZ, duty=0) if buzzer_pin is not None else None
+        self._vibration = machine.Pin(vibration_pin, machine.Pin.OUT) if vibration_pin is not None else None
+
+    def set(self, mask):
+        if self._led is not None:
+            self._led.value(mask & 1)
+        if self._buzzer is not None:
+            self._buzzer.duty(_BUZZER_DUTY if mask & 2 else 0)
+        if self._vibration is not None:
+            self._vibration.value(1 if mask & 4 else 0)
+
+
+class Esp32Power:
+    """machine.lightsleep keeps RAM and resumes here; machine.deepsleep ends in a reset."""
+
+    def lightsleep(self, duration_ms):
+        machine.lightsleep(duration_ms)
+
+    def deepsleep(self, duration_ms):
+        machine.deepsleep(duration_ms)
 
 
 class Esp32Accel:
@@ -168,6 +239,11 @@ class Esp32Hal:
         accel_int_pin=34,
         battery_pin=35,
         charging_pin=None,
+        led_pin=2,
+        buzzer_pin=25,
+        vibration_pin=26,
+        tamper_pin=None,
+        wifi=True,
     ):
         self.flash_dir = flash_dir
         self.clock = Esp32Clock()
@@ -176,7 +252,10 @@ class Esp32Hal:
         self.button = Esp32Button(button_pin)
         self.accel = Esp32Accel(accel_int_pin)
         self.battery = Esp32Battery(battery_pin, charging_pin)
-        self.net = Esp32Net(wifi_ssid, wifi_password)
+        self.net = Esp32Net(wifi_ssid, wifi_password) if wifi else None
+        self.tamper = Esp32Tamper(tamper_pin)
+        self.outputs = Esp32Outputs(led_pin, buzzer_pin, vibration_pin)
+        self.power = Esp32Power()
 
     def reset_cause(self):
         cause = machine.reset_cause()
