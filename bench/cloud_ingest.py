@@ -7,11 +7,12 @@ hash chain, sequence state, one transaction per batch) at >= 0.25x a bare DBAPI
 fresh database, with the same batch size and one commit per batch.
 
 The measured path is :func:`cloud_api.ingest.ingest_batch` called in-process (no
-HTTP), by ``--processes`` worker processes (default 2: the machine's two cores,
-as a deployment behind a load balancer would use them) sharing the batches.
+HTTP), by 1 and by 2 worker processes (``--processes``; two is the machine's two
+cores, as a deployment behind a load balancer would use them) sharing the batches.
+SQLite serialises the two (one writer, ``BEGIN IMMEDIATE`` for the whole batch).
 
     .venv/bin/python bench/cloud_ingest.py                 # 20k events, SQLite and PostgreSQL
-    .venv/bin/python bench/cloud_ingest.py --count 5000 --only sqlite
+    .venv/bin/python bench/cloud_ingest.py --count 5000 --only sqlite --processes 1
     .venv/bin/python bench/cloud_ingest.py --pg-url postgresql+psycopg://u:p@host:5432/postgres
 
 PostgreSQL: ``--pg-url`` names a server and a role that may CREATE DATABASE; the
@@ -326,7 +327,8 @@ def run_store(
     batch_size: int,
     processes: int,
 ) -> float:
-    ingest_url, baseline_url = make_url_for("ingest"), make_url_for("baseline")
+    ingest_url = make_url_for(f"ingest{processes}")
+    baseline_url = make_url_for(f"baseline{processes}")
     engines = [make_engine(ingest_url), make_engine(baseline_url)]
     try:
         for engine in engines:  # identical ids in both, so the rows' foreign keys hold
@@ -359,10 +361,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, help="events (frames)")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="items per batch")
-    parser.add_argument("--processes", type=int, default=2, help="ingest processes")
+    parser.add_argument(
+        "--processes",
+        default="1,2",
+        help="ingest process counts to measure, comma-separated (default 1,2)",
+    )
     parser.add_argument("--pg-url", default=os.environ.get("PATROL_BENCH_PG_URL", DEFAULT_PG_URL))
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     args = parser.parse_args()
+    process_counts = [int(p) for p in args.processes.split(",")]
 
     started = time.perf_counter()
     workload = make_workload(args.count, args.batch)
@@ -372,37 +379,43 @@ def main() -> None:
         f"tags (real SUN), {BEACONS} beacons; built in {time.perf_counter() - started:.1f} s"
     )
     print(
-        f"measured: cloud_api.ingest.ingest_batch in {args.processes} process(es), parse + "
+        f"measured: cloud_api.ingest.ingest_batch in {process_counts} process(es), parse + "
         "verify + store, one transaction per batch; baseline: DBAPI executemany of the same "
         "events rows, same batch size, one commit per batch, into a fresh identical database"
     )
     if args.only in (None, "sqlite"):
         with tempfile.TemporaryDirectory(prefix="bench-cloud-") as tmp:
-            run_store(
-                "SQLite",
-                lambda label: f"sqlite:///{Path(tmp) / label}.db",
-                workload,
-                args.batch,
-                args.processes,
-            )
+            for processes in process_counts:
+                run_store(
+                    "SQLite",
+                    lambda label: f"sqlite:///{Path(tmp) / label}.db",
+                    workload,
+                    args.batch,
+                    processes,
+                )
     if args.only in (None, "postgresql"):
         admin = make_url(args.pg_url)
         conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
         prefix = f"patrol_bench_{uuid.uuid4().hex[:8]}"
-        names = {label: f"{prefix}_{label}" for label in ("ingest", "baseline")}
+        names = {
+            f"{label}{n}": f"{prefix}_{label}{n}"
+            for label in ("ingest", "baseline")
+            for n in process_counts
+        }
         with psycopg.connect(conninfo, autocommit=True) as conn:
             for db in names.values():
                 conn.execute(f'CREATE DATABASE "{db}"')
         try:
-            run_store(
-                "PostgreSQL",
-                lambda label: admin.set(database=names[label]).render_as_string(
-                    hide_password=False
-                ),
-                workload,
-                args.batch,
-                args.processes,
-            )
+            for processes in process_counts:
+                run_store(
+                    "PostgreSQL",
+                    lambda label: admin.set(database=names[label]).render_as_string(
+                        hide_password=False
+                    ),
+                    workload,
+                    args.batch,
+                    processes,
+                )
         finally:
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 for db in names.values():
