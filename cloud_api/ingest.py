@@ -22,9 +22,10 @@ from datetime import datetime
 from typing import Any, Literal, cast
 from uuid import UUID
 
+import psycopg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import Table, bindparam, or_, select, tuple_, update
+from sqlalchemy import JSON, Table, bindparam, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -456,6 +457,45 @@ def _insert_ignore_many_statement(dialect: str) -> Any:
     )
 
 
+_EVENT_COLUMNS = [c.name for c in _events.columns if c.name != "id"]
+_JSON_COLUMNS = frozenset(c.name for c in _events.columns if isinstance(c.type, JSON))
+# Only our own schema's column names are interpolated: no outside text reaches the SQL.
+_PG_INSERT_EVENTS = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ("  # noqa: S608
+    + ", ".join(f"%({c})s::json" if c in _JSON_COLUMNS else f"%({c})s" for c in _EVENT_COLUMNS)
+    + ") ON CONFLICT DO NOTHING RETURNING id, device_id, seq"
+)
+
+
+def _insert_frames(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
+    """Insert event rows, skipping conflicts; the new ids by (device_id, seq).
+
+    PostgreSQL: psycopg's pipelined ``executemany(..., returning=True)`` of one short
+    statement (SQLAlchemy's multi-row VALUES text is re-parsed by the driver for
+    every page, which cost more than the insert). JSON is serialised here first, so
+    a value that cannot be stored fails before anything reaches the server.
+    SQLite: SQLAlchemy's multi-row INSERT ... RETURNING.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        result = session.execute(_insert_ignore_many_statement(connection.dialect.name), rows)
+        return {(row.device_id, row.seq): row.id for row in result}
+    params = [
+        {c: json.dumps(v) if c in _JSON_COLUMNS else v for c, v in row.items()} for row in rows
+    ]
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    inserted: dict[tuple[int, int], int] = {}
+    with driver.cursor() as cursor:
+        cursor.executemany(_PG_INSERT_EVENTS, params, returning=True)
+        while True:
+            for event_id, device_id, seq in cursor.fetchall():
+                inserted[(device_id, seq)] = event_id
+            if not cursor.nextset():
+                break
+    return inserted
+
+
 @dataclass(frozen=True, slots=True)
 class _PendingFrame:
     """A verified frame waiting for the batch's bulk insert."""
@@ -676,14 +716,8 @@ class _BatchIngest:
         failed: set[int] = set()
         try:
             with self.session.begin_nested():
-                inserted = {
-                    (row.device_id, row.seq): row.id
-                    for row in self.session.execute(
-                        _insert_ignore_many_statement(self.session.get_bind().dialect.name),
-                        [p.row for p in self.pending],
-                    )
-                }
-        except DBAPIError:
+                inserted = _insert_frames(self.session, [p.row for p in self.pending])
+        except (DBAPIError, psycopg.Error):
             raise  # the database failed: nothing is final, the gateway retries the batch
         except Exception:
             # A row the driver refuses (a bug of ours): one by one, refusing only that one.
