@@ -25,7 +25,7 @@ except ImportError:  # CPython
 
     def ticks_ms():  # type: ignore[no-redef]
         """Monotonic milliseconds, wrapping like MicroPython's."""
-        return int(_time.monotonic() * 1000) % _TICKS_PERIOD
+        return int(_time.monotonic() * 1000) % _TICKS_PERIOD  # pyright: ignore[reportAttributeAccessIssue]
 
     def ticks_add(ticks, delta_ms):  # type: ignore[no-redef]
         """``ticks + delta`` modulo the tick period."""

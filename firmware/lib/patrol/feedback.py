@@ -50,7 +50,7 @@ class Player:
         now = self._clock.ticks_ms()
         self._pattern = pattern
         self._until = ticks_add(now, repeat_ms) if repeat_ms > 0 else None
-        self._start_step(0, now)
+        self._start_step(pattern, 0, now)
 
     def stop(self, name=None):
         """Stop the current pattern (only if it is ``name``, when given); outputs off."""
@@ -70,11 +70,11 @@ class Player:
                 self.stop()
                 return
             index = 0
-        self._start_step(index, self._step_end)
+        self._start_step(pattern, index, self._step_end)
 
-    def _start_step(self, index, start):
+    def _start_step(self, pattern, index, start):
         self._index = index
-        mask, duration_ms = self._pattern[2][index]
+        mask, duration_ms = pattern[2][index]
         self._step_end = ticks_add(start, duration_ms)
         self._set(mask)
 

@@ -281,7 +281,7 @@ class MQTTClient:
         PUBACK/SUBACK/PINGRESP, resends unacknowledged publishes with DUP, and
         keeps the connection alive. Raises MQTTError when the connection is lost.
         """
-        if self._sock is None:
+        if self._sock is None or self._poller is None:
             raise MQTTError("not connected")
         messages = []
         for _ in range(_MAX_RECV_PER_POLL):

@@ -15,6 +15,7 @@ from micropython import const
 
 _IRQ_SCAN_RESULT = const(5)
 _IRQ_SCAN_DONE = const(6)
+_EMPTY_SLOT = (bytes(0), int(0), bytes(0))  # a drained ring slot (keeps the ring one type)
 _SCAN_QUEUE_LEN = const(32)  # adverts buffered between two steps; more are counted and dropped
 _SCAN_INTERVAL_US = const(100_000)
 _SCAN_WINDOW_US = const(50_000)
@@ -24,7 +25,7 @@ _EPOCH_2000_S = const(946684800)  # 1970 -> 2000, for ports whose time() counts 
 _BATTERY_EMPTY_MV = const(3300)
 _BATTERY_FULL_MV = const(4200)
 _BUZZER_HZ = const(2700)  # resonant frequency of common piezo buzzers
-_BUZZER_DUTY = const(512)  # 50 % of the 10-bit PWM range: loudest square wave
+_BUZZER_DUTY_U16 = const(32768)  # 50 % duty: the loudest square wave
 
 
 class Esp32Clock:
@@ -59,7 +60,7 @@ class Esp32Radio:
         self._ble = bluetooth.BLE()
         self._ble.active(True)
         self._ble.irq(self._irq)
-        self._ring = [None] * _SCAN_QUEUE_LEN
+        self._ring = [_EMPTY_SLOT] * _SCAN_QUEUE_LEN
         self._head = 0
         self._tail = 0
         self.dropped = 0
@@ -89,13 +90,14 @@ class Esp32Radio:
             self.start_scan()
         while self._tail != self._head and len(out) < max_n:
             out.append(self._ring[self._tail])
-            self._ring[self._tail] = None
+            self._ring[self._tail] = _EMPTY_SLOT
             self._tail = (self._tail + 1) % _SCAN_QUEUE_LEN
         return out
 
     def advertise(self, adv_data, interval_ms=None):
         if not adv_data:
-            self._ble.gap_advertise(None)  # stop advertising
+            # MicroPython docs: an interval of None stops advertising (the stub says int).
+            self._ble.gap_advertise(None)  # pyright: ignore[reportArgumentType]
             return
         interval_us = interval_ms * 1000 if interval_ms else _ADV_INTERVAL_US
         self._ble.gap_advertise(interval_us, adv_data, connectable=False)
@@ -154,14 +156,14 @@ class Esp32Outputs:
 
     def __init__(self, led_pin, buzzer_pin, vibration_pin):
         self._led = machine.Pin(led_pin, machine.Pin.OUT) if led_pin is not None else None
-        self._buzzer = machine.PWM(machine.Pin(buzzer_pin), freq=_BUZZER_HZ, duty=0) if buzzer_pin is not None else None
+        self._buzzer = machine.PWM(machine.Pin(buzzer_pin), freq=_BUZZER_HZ, duty_u16=0) if buzzer_pin is not None else None
         self._vibration = machine.Pin(vibration_pin, machine.Pin.OUT) if vibration_pin is not None else None
 
     def set(self, mask):
         if self._led is not None:
             self._led.value(mask & 1)
         if self._buzzer is not None:
-            self._buzzer.duty(_BUZZER_DUTY if mask & 2 else 0)
+            self._buzzer.duty_u16(_BUZZER_DUTY_U16 if mask & 2 else 0)
         if self._vibration is not None:
             self._vibration.value(1 if mask & 4 else 0)
 

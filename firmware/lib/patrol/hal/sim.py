@@ -82,7 +82,9 @@ class SimNtag424:
 
     def __init__(self, uid, ndef):
         self.uid = bytes(uid)
-        self._ndef = ndef
+        # a fixed message, or a callable returning a fresh one per read
+        self._ndef_fn = ndef if callable(ndef) else None
+        self._ndef = b"" if callable(ndef) else bytes(ndef)
         self._file = b""
         self._app = False
         self._selected = False
@@ -104,7 +106,8 @@ class SimNtag424:
             lc = apdu[4] if len(apdu) > 4 else 0
             if bytes(apdu[5 : 5 + lc]) != _NDEF_AID:
                 return _SW_NOT_FOUND
-            ndef = self._ndef() if callable(self._ndef) else self._ndef
+            # the callable is the test's own (returns bytes); pyright only knows "object"
+            ndef = bytes(self._ndef_fn()) if self._ndef_fn is not None else self._ndef  # pyright: ignore[reportArgumentType]
             self._file = struct.pack(">H", len(ndef)) + bytes(ndef)
             self._app = True
             self._selected = False
