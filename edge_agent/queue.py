@@ -38,9 +38,12 @@ The forwarder sends lower numbers first, oldest first within a priority
 
 Disk budget and eviction policy (``budget_bytes``): each queued item costs
 ``len(payload) + ITEM_OVERHEAD_BYTES``. When a group commit would leave the queue
-over budget, the same transaction evicts whole items: priority 3 oldest first,
-then 2, then 1 (scans only when nothing else is left); priority 0 is never
-evicted, so SOS frames are kept even beyond the budget. Evicted device frames
+over budget, the same transaction evicts whole items until it fits: first every
+second priority-3 item, oldest first (heartbeats and adverts are downsampled, so
+an old span keeps half its heartbeats; repeated pressure thins old spans
+further); then the remaining priority 3 oldest first, then 2, then 1 (scans only
+when nothing else is left); priority 0 is never evicted, so SOS frames are kept
+even beyond the budget. Evicted device frames
 stay "committed" for their device (the wearable was acked and a redelivery is a
 duplicate). Every eviction pass adds one observation ``{"kind": "evicted",
 "first_gw_seq", "last_gw_seq", "count", "reason": "disk_budget"}``
@@ -505,9 +508,15 @@ class EdgeQueue:
         record_cost = _EVICTION_RECORD_BYTES + ITEM_OVERHEAD_BYTES
         need = excess_bytes + record_cost
         victims: list[int] = []
+        chosen: set[int] = set()
         freed = 0
-        for priority in EVICTABLE_PRIORITIES:
+        # Pass 1, downsampling: every second bulk item (heartbeat, advert), oldest first,
+        # so the oldest span keeps half its heartbeats instead of losing all of them.
+        # Pass 2 onwards: whole classes, oldest first (bulk, then events, then scans).
+        passes = [(PRIORITY_BULK, 2)] + [(priority, 1) for priority in EVICTABLE_PRIORITIES]
+        for priority, every in passes:
             after = -1
+            rank = 0
             while freed < need:
                 rows = self._db.execute(
                     "SELECT gw_seq, length(payload) FROM items WHERE priority = ? "
@@ -518,7 +527,11 @@ class EdgeQueue:
                     break
                 after = int(rows[-1][0])
                 for gw_seq, length in rows:
+                    rank += 1
+                    if rank % every or gw_seq in chosen:
+                        continue
                     victims.append(int(gw_seq))
+                    chosen.add(int(gw_seq))
                     freed += int(length) + ITEM_OVERHEAD_BYTES
                     if freed >= need:
                         break

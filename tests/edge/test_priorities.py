@@ -119,13 +119,13 @@ def test_budget_evicts_heartbeats_first_then_events_then_scans_never_sos(tmp_pat
             (5, "device_frame", 10),
             (6, "device_frame", 11),
             (7, "device_frame", 12),
-            (4, "device_frame", 4),
+            (3, "device_frame", 3),  # heartbeats 2 and 4 went first (downsampling), then 1
         ]
         record = json.loads(q.peek_batch(2)[1].payload)
         assert record == {
             "kind": "evicted",
             "first_gw_seq": 1,
-            "last_gw_seq": 3,
+            "last_gw_seq": 4,
             "count": 3,
             "reason": "disk_budget",
         }
@@ -143,7 +143,7 @@ def test_budget_evicts_heartbeats_first_then_events_then_scans_never_sos(tmp_pat
         ]
         assert json.loads(remaining[4].payload) == {
             "kind": "evicted",
-            "first_gw_seq": 4,
+            "first_gw_seq": 3,
             "last_gw_seq": 7,
             "count": 3,
             "reason": "disk_budget",
