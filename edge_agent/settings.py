@@ -61,8 +61,8 @@ class EdgeSettings(BaseSettings):
         ge=64 * 1024,
         description=(
             "Disk budget of the queued items (edge_agent.queue: heartbeats and adverts are "
-            "evicted first, scans last, SOS never). 2 GiB holds about 8 million heartbeats, "
-            "days of a site's outage, on a 16 GB SD card. None: unbounded."
+            "evicted first, scans last, SOS never). 2 GiB holds about 14 million heartbeats "
+            "(147 B each), weeks of a site's outage, on a 16 GB SD card. None: unbounded."
         ),
     )
 
