@@ -39,6 +39,7 @@ def load_config(path=_CONFIG_PATH):
         visit_rssi_dbm=raw.get("visit_rssi_dbm", -70),
         visit_dwell_s=raw.get("visit_dwell_s", 10),
         man_down_s=raw.get("man_down_s", 0),
+        man_down_cancel_s=raw.get("man_down_cancel_s", 30),
     )
     return raw, cfg
 

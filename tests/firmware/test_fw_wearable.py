@@ -459,3 +459,35 @@ def test_full_queue_evicts_oldest_but_never_sos(micropython: Path, tmp_path: Pat
     assert evictions == [Eviction(3, 64, 1)]
     assert [seq for seq, kind, _, _ in frames if kind == Kind.SOS] == [2]
     assert frames[0][:2] == (1, Kind.BOOT)
+
+
+def test_full_flash_evicts_retries_and_never_reuses_a_seq(
+    micropython: Path, tmp_path: Path
+) -> None:
+    flash = tmp_path / "flash"
+    got = _run(
+        micropython,
+        flash,
+        "cfg:heartbeat_interval_s:1",
+        "advance:1000",
+        "step",  # heartbeat seq 2
+        "failwrites:1",
+        "advance:1000",
+        "step",  # heartbeat 3: the write fails; BOOT and heartbeat 2 are evicted, 3 retried
+        "failwrites:2",
+        "advance:1000",
+        "step",  # heartbeat 5: fails twice; heartbeat 3 evicted, seq 5 dropped (lost)
+        "show:end",
+    )
+    end = got["end"]
+    frames = [(seq, kind, body) for seq, kind, _, body in _decoded(end)]
+    # One lone heartbeat per segment would cost a record each: the oldest segment goes whole.
+    assert frames == [
+        (4, Kind.EVICTION, Eviction(1, 2, 1)),
+        (6, Kind.EVICTION, Eviction(3, 3, 1)),
+    ]
+    assert (end["stats"]["store_errors"], end["stats"]["evicted"]) == (2, 3)  # type: ignore[index]
+    assert end["last_seq"] == 6
+    # Reboot: seq 5 was never stored, yet it is never reused.
+    rebooted = _run(micropython, flash, "show")["show0"]
+    assert [seq for seq, _, _, _ in _decoded(rebooted)] == [4, 6, 7]

@@ -316,31 +316,37 @@ class Wearable:
         flags = 0 if self.clock_synced else FLAG_CLOCK_UNSYNCED
         cfg = self.cfg
         frame = encode_frame(kind, cfg.key_id, flags, cfg.device_id, self._seq, time_s, time_ms, body, cfg.key)
+        seq = self._seq
         try:
             self.queue.append(frame)
         except OSError:
-            # Flash full or a write error: make room and try once more. If that fails
-            # too the event is dropped and counted; its seq stays used, so the cloud
-            # sees the gap as lost (never a silent renumbering).
+            # Flash full or a write error: make room and try once more. The frame keeps
+            # its seq, so it is retried before any EVICTION record (which takes a later
+            # seq) is stored. If it still fails the event is dropped and counted; its seq
+            # stays used, so the cloud sees the gap as lost (never a silent renumbering).
             self.stats["store_errors"] += 1
+            runs = self.queue.evict_oldest() if kind != EVICTION else []
             stored = False
-            if kind != EVICTION:
+            if runs:
                 try:
-                    self._evict()
                     self.queue.append(frame)
                     stored = True
                 except OSError:
                     pass
             if not stored:
-                self.queue.skip_seq(self._seq)
-                return self._seq
+                self.queue.skip_seq(seq)
+            for first_seq, last_seq in runs:
+                self.stats["evicted"] += last_seq - first_seq + 1
+                self._store(EVICTION, eviction_body(first_seq, last_seq))
+            if not stored:
+                return seq
         if kind == SOS:
-            self._sos_unconfirmed.append(self._seq)
+            self._sos_unconfirmed.append(seq)
             if self.mqtt.connected:
                 self._publish_sos(frame)
             else:
                 self.player.play(feedback.OFFLINE)  # raised, but not out yet
-        return self._seq
+        return seq
 
     def _publish_sos(self, frame):
         try:

@@ -4,6 +4,7 @@
 #      advert:<rssi_dbm>:<adv_hex>[:<times>:<every_ms>]  press  release  move
 #      msg:<ack|cmd>:<hex>  battery:<pct>:<mv>:<0|1>  cfg:<name>:<int>  show
 #      tick:<ms>:<n> (n x: advance ms, step)  net:<0|1>
+#      failwrites:<n> (the next n queue writes fail with ENOSPC, as on a full flash)
 import json
 import sys
 
@@ -67,6 +68,17 @@ for i, op in enumerate(ops):
         for _ in range(int(parts[2])):
             hal.clock.advance_ms(int(parts[1]))
             w.step()
+    elif name == "failwrites":
+        failing = [int(parts[1])]
+        real_append = w.queue.append
+
+        def append(frame, failing=failing, real_append=real_append):
+            if failing[0] > 0:
+                failing[0] -= 1
+                raise OSError(28)  # ENOSPC
+            real_append(frame)
+
+        w.queue.append = append
     elif name == "net":
         hal.net.up = parts[1] == "1"
     elif name == "advance":
