@@ -491,3 +491,22 @@ def test_full_flash_evicts_retries_and_never_reuses_a_seq(
     # Reboot: seq 5 was never stored, yet it is never reused.
     rebooted = _run(micropython, flash, "show")["show0"]
     assert [seq for seq, _, _, _ in _decoded(rebooted)] == [4, 6, 7]
+
+
+def test_a_scan_beep_never_cuts_the_pre_alarm_short(micropython: Path, tmp_path: Path) -> None:
+    got = _run(
+        micropython,
+        tmp_path / "flash",
+        "cfg:man_down_s:30",
+        "cfg:man_down_cancel_s:10",
+        "advance:30000",
+        "step",  # pre-alarm
+        "tag:04112233445566:ntag21x:https://patrol.example/c/7",
+        "advance:100",
+        "step",  # the tap is stored, its "scan OK" beep is dropped
+        "show:end",
+    )
+    end = got["end"]
+    assert [kind for _, kind, _, _ in _decoded(end)] == [Kind.BOOT, Kind.NFC_SCAN]
+    assert end["playing"] == "prealarm"
+    assert end["outputs"] == [[0, 0], [30000, 7]]
