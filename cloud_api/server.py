@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -14,10 +15,14 @@ START_TIMEOUT_S = 15.0
 class ServerThread:
     """uvicorn serving `app` on 127.0.0.1:`port` in a daemon thread."""
 
-    def __init__(self, app: FastAPI, port: int, *, host: str = "127.0.0.1") -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+    def __init__(
+        self, app: FastAPI, port: int, *, host: str = "127.0.0.1", **uvicorn_options: Any
+    ) -> None:
+        """``uvicorn_options`` go to uvicorn.Config (with ssl_certfile the URL is https)."""
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", **uvicorn_options)
         self.server = uvicorn.Server(config)
-        self.url = f"http://{host}:{port}"
+        scheme = "https" if "ssl_certfile" in uvicorn_options else "http"
+        self.url = f"{scheme}://{host}:{port}"
         self._thread = threading.Thread(target=self.server.run, name="cloud-api", daemon=True)
 
     def start(self) -> None:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import base64
 import socket
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from edgetest import DEVICE_KEY
 from sqlalchemy import Engine, text
 
@@ -22,12 +19,12 @@ from cloud_api.app import create_app
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import make_engine, session_scope
 from cloud_api.provisioning import create_gateway, create_site, register_wearable
+from cloud_api.server import ServerThread
 from cloud_api.settings import Settings
 
 SERVER_KEY = bytes(range(100, 132))
 GATEWAY_ID = "gw-test"
 WEARABLES = (0x0000A001, 0x0000A002, 0x0000A003)
-START_TIMEOUT_S = 15.0
 
 
 @dataclass
@@ -35,16 +32,14 @@ class CloudServer:
     url: str
     api_key: str
     engine: Engine
-    server: uvicorn.Server
-    thread: threading.Thread
+    server: ServerThread
 
     def rows(self, sql: str, **params: Any) -> list[Any]:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql), params).all())
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(START_TIMEOUT_S)
+        self.server.stop()
         self.engine.dispose()
 
 
@@ -78,23 +73,6 @@ def start_cloud(
         _gateway, api_key = create_gateway(session, gateway_id=GATEWAY_ID, site=site)
         for device_id in WEARABLES:
             register_wearable(session, box=box, device_id=device_id, key=DEVICE_KEY, site=site)
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            **(uvicorn_options or {}),
-        )
-    )
-    thread = threading.Thread(target=server.run, name="cloud-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the cloud app did not start")
-        time.sleep(0.02)
-    scheme = "https" if uvicorn_options and "ssl_certfile" in uvicorn_options else "http"
-    return CloudServer(f"{scheme}://127.0.0.1:{port}", api_key, engine, server, thread)
+    server = ServerThread(app, _free_port(), lifespan="on", **(uvicorn_options or {}))
+    server.start()
+    return CloudServer(server.url, api_key, engine, server)
