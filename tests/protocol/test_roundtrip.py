@@ -45,6 +45,7 @@ from patrol_protocol.frames import (
     EquipmentNear,
     Eviction,
     Heartbeat,
+    Kind,
     NfcScan,
     Sos,
     decode_body,
@@ -146,7 +147,7 @@ def test_decoders_raise_only_protocol_errors(raw):
     for decode in (decode_frame, decode_command, decode_ack, decode_status, decode_advert_payload):
         with contextlib.suppress(ProtocolError):
             decode(raw)
-    for kind in range(1, 8):
+    for kind in [*Kind, 0, 0x7F]:  # every body decoder, and unknown kinds
         with contextlib.suppress(ProtocolError):
             decode_body(kind, raw[:192])
     with contextlib.suppress(ProtocolError):
