@@ -29,6 +29,7 @@ enumerations below. Ids of items, alerts, shifts, deviations are fields.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 
 from cloud_api.sink.schema import (
@@ -52,27 +53,13 @@ PERIODS = frozenset({"shift", "day", "month"})
 """``compliance`` periods: a shift, or a local calendar day / month of the site."""
 ROUND_OUTCOMES = frozenset({"pending", "complete", "partial", "missed"})
 """A round is ``pending`` until its window (plus grace) closed."""
-SEVERITIES = frozenset({"low", "medium", "high", "critical"})
-DEVIATION_RULES = frozenset(
-    {
-        "missed_round",
-        "missed_checkpoint",
-        "late_checkpoint",
-        "order_violation",
-        "absence",
-        "inactivity",
-        "too_fast",
-        "two_posts",
-        "equipment_missing",
-        "flagged_event",
-        "sos_response",
-        "inspection",
-        "complaint",
-    }
-)
-"""Rule names of deviations (a tag: bounded)."""
-SELF_RESTRAINT_RULES = frozenset({"absence", "inactivity", "too_fast", "two_posts"})
-"""The self-restraint mechanism's rules (the company overview counts these)."""
+SEVERITIES = frozenset({"minor", "major", "critical"})
+"""As ``cloud_api.compliance.types.Severity``."""
+RULE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+"""Rule codes (the ``deviation`` tag ``rule``) are short snake_case names from code, never text."""
+SELF_RESTRAINT_RULES = frozenset({"absent_from_zone", "inactive", "too_fast", "two_posts"})
+"""The self-restraint mechanism's rules (``cloud_api.compliance.types.RuleId``); the company
+overview counts these."""
 RECTIFICATION_TRANSITIONS: dict[str, tuple[int, ...]] = {
     # transition: allowed open_delta values
     "opened": (1,),
@@ -84,9 +71,20 @@ RECTIFICATION_TRANSITIONS: dict[str, tuple[int, ...]] = {
 }
 """Workflow transitions of a rectification item and the ``open_delta`` each carries."""
 COMPONENTS = frozenset(
-    {"rounds", "visits", "order", "equipment", "presence", "conduct", "flags", "emergency"}
+    {
+        "rounds",
+        "order",
+        "equipment",
+        "presence",
+        "conduct",
+        "flags",
+        "sos",
+        "inspection",
+        "complaint",
+    }
 )
-"""Component scores of ``compliance`` (``score_<name>``, each 0..100)."""
+"""Component scores of ``compliance`` (``score_<name>``, each 0..100): the deduction
+categories of ``cloud_api.compliance.types.Category``."""
 SOS_TRIGGERS = frozenset({"button", "man_down", "test"})
 """As the ``sos`` measurement's ``trigger`` tag."""
 SOS_TRANSITIONS = frozenset({"acknowledged", "escalated", "resolved"})
@@ -131,6 +129,12 @@ def _one_of(name: str, value: str, allowed: frozenset[str]) -> str:
     if value not in allowed:
         raise DerivedPointError(f"{name} {value!r} is not one of {sorted(allowed)}")
     return value
+
+
+def _rule(rule: str) -> str:
+    if not RULE_PATTERN.fullmatch(rule):
+        raise DerivedPointError(f"rule {rule!r} is not a snake_case rule code of 1..32 characters")
+    return rule
 
 
 def _aware(name: str, moment: datetime) -> datetime:
@@ -308,7 +312,7 @@ def deviation_line(
         site=_id("site_id", site_id),
         post=_id("post_id", post_id),
         guard=None if guard_id is None else _id("guard_id", guard_id),
-        rule=_one_of("rule", rule, DEVIATION_RULES),
+        rule=_rule(rule),
         severity=_one_of("severity", severity, SEVERITIES),
     )
     return _line(M_DEVIATION, tags, fields, state_time_ns(occurred_at, deviation_id))
