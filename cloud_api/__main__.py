@@ -1,8 +1,15 @@
-"""``patrol-cloud``: run the cloud service with uvicorn on the configured host and port."""
+"""``patrol-cloud``: run the cloud service, or manage its schema (``patrol-cloud db ...``).
+
+patrol-cloud                serve with uvicorn on the configured host and port
+                            (the schema is upgraded to every Alembic head first)
+patrol-cloud db upgrade     only upgrade the schema (a separate deployment step)
+patrol-cloud db --help      every schema command (cloud_api.migrations.cli)
+"""
 
 from __future__ import annotations
 
 import logging
+import sys
 
 import uvicorn
 
@@ -11,7 +18,11 @@ from cloud_api.settings import get_settings
 
 
 def main() -> None:
-    """Read settings from the environment (``PATROL_CLOUD_*``) and serve."""
+    """Read settings from the environment (``PATROL_CLOUD_*``) and serve, or run ``db``."""
+    if sys.argv[1:2] == ["db"]:
+        from cloud_api.migrations.cli import main as db_main
+
+        raise SystemExit(db_main(sys.argv[2:]))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = get_settings()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)

@@ -1,7 +1,8 @@
 """Engine, session and schema creation for SQLite (default) and PostgreSQL (psycopg 3).
 
-``init_db`` is the single schema seam: today ``metadata.create_all``; issue 5
-replaces its body with Alembic's ``upgrade head`` and nothing else changes.
+``init_db`` is the single schema seam: it runs Alembic's ``upgrade heads``
+(:mod:`cloud_api.migrations`) in one transaction, under a PostgreSQL advisory
+lock, so every process may call it at start-up and the schema is built once.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.models import Base
@@ -51,11 +52,34 @@ def make_engine(database_url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create every table that does not exist yet (Alembic replaces this in issue 5)."""
+    """Create or upgrade the schema to every Alembic head, in one transaction.
+
+    A database made by the pre-Alembic ``create_all`` (tables, no
+    ``alembic_version``) is first stamped at ``0001_baseline``, whose tables it has.
+    """
+    from alembic import command
+
+    from cloud_api.migrations import BASELINE_REVISION, alembic_config
+
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
-        Base.metadata.create_all(conn)
+        config = alembic_config(engine.url.render_as_string(hide_password=False), connection=conn)
+        tables = set(inspect(conn).get_table_names())
+        if "alembic_version" not in tables and "sites" in tables:
+            command.stamp(config, BASELINE_REVISION)
+        command.upgrade(config, "heads")
+        missing = sorted(set(Base.metadata.tables) - set(inspect(conn).get_table_names()))
+    if missing:
+        raise SchemaError(
+            f"tables {', '.join(missing)} are in cloud_api.models but no Alembic revision "
+            "creates them; add one: patrol-cloud db revision --autogenerate -m '...' "
+            "--rev-id <area>_<n>_<what> (see cloud_api/migrations/__init__.py)"
+        )
+
+
+class SchemaError(RuntimeError):
+    """The models and the Alembic revisions disagree (a table without a revision)."""
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

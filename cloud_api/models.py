@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    MetaData,
     SmallInteger,
     String,
     Text,
@@ -83,9 +84,25 @@ class Assurance(StrEnum):
     LOW = "low"  # device signature, but the checkpoint part is unauthenticated (NTAG21x)
 
 
-class Base(DeclarativeBase):
-    """Declarative base; ``Base.metadata`` is what :func:`cloud_api.db.init_db` creates."""
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Every constraint has a predictable name, so an Alembic revision can drop or alter it
+(SQLite's batch mode needs names; PostgreSQL's own defaults differ by version)."""
 
+
+class Base(DeclarativeBase):
+    """Declarative base; ``Base.metadata`` is the schema the Alembic revisions build.
+
+    Every table must be reachable from ``import cloud_api.models``; a new or changed
+    table needs a revision in ``cloud_api/migrations/versions`` (see its package doc).
+    """
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UtcDateTime(),
         dict[str, Any]: JSON(),
