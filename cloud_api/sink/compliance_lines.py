@@ -60,16 +60,18 @@ RULE_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 SELF_RESTRAINT_RULES = frozenset({"absent_from_zone", "inactive", "too_fast", "two_posts"})
 """The self-restraint mechanism's rules (``cloud_api.compliance.types.RuleId``); the company
 overview counts these."""
-RECTIFICATION_TRANSITIONS: dict[str, tuple[int, ...]] = {
-    # transition: allowed open_delta values
-    "opened": (1,),
-    "started": (0,),
-    "escalated": (0,),
-    "resolved": (-1,),
-    "verified": (0,),
-    "reopened": (1,),
+RECTIFICATION_TRANSITIONS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    # transition: (allowed open_delta, allowed overdue_delta)
+    "opened": ((1,), (0,)),
+    "started": ((0,), (0,)),
+    "escalated": ((0,), (0, 1)),  # +1 only for the first escalation since (re)opening
+    "resolved": ((-1,), (0, -1)),  # -1 overdue when it had been counted overdue
+    "verified": ((0,), (0,)),
+    "reopened": ((1,), (0,)),
+    "withdrawn": ((-1,), (0, -1)),  # a re-score removed the deviation behind it
+    "restored": ((1,), (0,)),  # a re-score brought it back
 }
-"""Workflow transitions of a rectification item and the ``open_delta`` each carries."""
+"""Workflow transitions of a rectification item and the deltas each may carry."""
 COMPONENTS = frozenset(
     {
         "rounds",
@@ -290,7 +292,7 @@ def round_line(
 def deviation_line(
     *,
     site_id: int,
-    post_id: int,
+    post_id: int | None,
     guard_id: int | None,
     deviation_id: int,
     rule: str,
@@ -310,7 +312,7 @@ def deviation_line(
         fields.append(("checkpoint", _id("checkpoint_id", checkpoint_id)))
     tags = _tags(
         site=_id("site_id", site_id),
-        post=_id("post_id", post_id),
+        post=None if post_id is None else _id("post_id", post_id),
         guard=None if guard_id is None else _id("guard_id", guard_id),
         rule=_rule(rule),
         severity=_one_of("severity", severity, SEVERITIES),
@@ -321,7 +323,7 @@ def deviation_line(
 def rectification_line(
     *,
     site_id: int,
-    post_id: int,
+    post_id: int | None,
     item_id: int,
     severity: str,
     transition: str,
@@ -333,15 +335,17 @@ def rectification_line(
 ) -> str:
     """One workflow transition of a rectification item (written once per transition).
 
-    ``open_delta``: +1 ``opened``/``reopened``, -1 ``resolved``, else 0;
-    ``overdue_delta``: +1 when ``escalated`` (the due date passed unresolved),
-    -1 when an escalated item is ``resolved``, else 0. Their sums over all time
-    per site and post are the items unresolved and the items overdue now.
+    ``open_delta``: +1 ``opened``/``reopened``/``restored``, -1 ``resolved``/``withdrawn``,
+    else 0; ``overdue_delta``: +1 on the first ``escalated`` since the item was
+    (re)opened (later escalation levels carry 0), -1 when an item counted overdue is
+    ``resolved`` or ``withdrawn``, else 0. Their sums over all time per site and post
+    are the items unresolved and the items overdue now. ``post_id`` is None for a
+    site-wide item (a complaint about the whole site).
     """
     _one_of("transition", transition, frozenset(RECTIFICATION_TRANSITIONS))
-    if open_delta not in RECTIFICATION_TRANSITIONS[transition]:
+    allowed_open, allowed_overdue = RECTIFICATION_TRANSITIONS[transition]
+    if open_delta not in allowed_open:
         raise DerivedPointError(f"open_delta {open_delta!r} is wrong for {transition!r}")
-    allowed_overdue = {"escalated": (1,), "resolved": (0, -1)}.get(transition, (0,))
     if overdue_delta not in allowed_overdue:
         raise DerivedPointError(f"overdue_delta {overdue_delta!r} is wrong for {transition!r}")
     fields: list[tuple[str, FieldValue]] = [
@@ -354,7 +358,7 @@ def rectification_line(
         fields.append(("deviation", _id("deviation_id", deviation_id)))
     tags = _tags(
         site=_id("site_id", site_id),
-        post=_id("post_id", post_id),
+        post=None if post_id is None else _id("post_id", post_id),
         severity=_one_of("severity", severity, SEVERITIES),
         transition=transition,
     )
