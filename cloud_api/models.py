@@ -117,6 +117,7 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))  # provisioning
 
 
 class Post(Base):
@@ -156,6 +157,7 @@ class Gateway(Base):
     api_key_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(200))  # provisioning
 
 
 class Device(Base):
@@ -170,6 +172,9 @@ class Device(Base):
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
     label: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # provisioning: a revoked device's evidence is refused (reason device_revoked)
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class DeviceKey(Base):
@@ -196,6 +201,12 @@ class NfcTag(Base):
     file_read_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_read_counter: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # provisioning: owning site, where the keys came from, revocation
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    key_source: Mapped[str | None] = mapped_column(String(12))  # generated | diversified
+    master_key_version: Mapped[int | None] = mapped_column(Integer)
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(200))
 
 
 class Event(Base):
@@ -425,3 +436,177 @@ class SequenceRange(Base):
     first_seq: Mapped[int] = mapped_column(BigInteger)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(10))
+
+
+# ---------------------------------------------------------------- provisioning (cloud-store)
+# Issue 5 items 2 and 4 (helper "cloud-store"): the company and its customers, zones,
+# guards, equipment items and who carries them, MQTT credentials, per-site master keys
+# for NTAG 424 DNA key diversification, signed commands, and the audit log every
+# provisioning action writes. Functions: cloud_api/provisioning.py, cloud_api/audit.py.
+# Revision: cloud_api/migrations/versions/store_1_provisioning.py.
+
+
+class EquipmentKind(StrEnum):
+    """What an equipment item is (stored as its text)."""
+
+    RADIO = "radio"
+    FLASHLIGHT = "flashlight"
+    BATON = "baton"
+    BODY_CAMERA = "body_camera"
+    KEYS = "keys"
+    OTHER = "other"
+
+
+class Company(Base):
+    """The security company operating the service (usually one row)."""
+
+    __tablename__ = "companies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Customer(Base):
+    """A customer of the company; owns sites (``sites.customer_id``)."""
+
+    __tablename__ = "customers"
+    __table_args__ = (UniqueConstraint("company_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("companies.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Zone(Base):
+    """A named area of a site (optionally of one post), grouping checkpoints for people."""
+
+    __tablename__ = "zones"
+    __table_args__ = (UniqueConstraint("site_id", "name"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Guard(Base):
+    """A guard; ``user_id`` links the person's login (role guard) when they have one."""
+
+    __tablename__ = "guards"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    employee_no: Mapped[str | None] = mapped_column(String(50), unique=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+
+
+class WearableAssignment(Base):
+    """Who wore which wearable when: ``[started_at, ended_at)``, open while ``ended_at`` is NULL."""
+
+    __tablename__ = "wearable_assignments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    guard_id: Mapped[int] = mapped_column(ForeignKey("guards.id"), index=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class EquipmentItem(Base):
+    """A radio, flashlight, baton, ...; ``tag_device_pk`` is the BLE equipment tag on it."""
+
+    __tablename__ = "equipment_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    label: Mapped[str] = mapped_column(String(200))
+    serial: Mapped[str | None] = mapped_column(String(100))
+    tag_device_pk: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+
+class EquipmentAssignment(Base):
+    """Who carries an item: ``[assigned_at, returned_at)``; at most one open row per item."""
+
+    __tablename__ = "equipment_assignments"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("equipment_items.id"), index=True)
+    guard_id: Mapped[int] = mapped_column(ForeignKey("guards.id"), index=True)
+    assigned_at: Mapped[datetime]
+    returned_at: Mapped[datetime | None]
+
+
+class MqttCredential(Base):
+    """A broker account of a site: a wearable (username = its 8-hex id) or a gateway.
+
+    ``password_hash`` is Mosquitto's own ``$7$`` PBKDF2-SHA512 line format, so the
+    site's password file is exported as stored and the clear password exists only
+    in the response that created it.
+    """
+
+    __tablename__ = "mqtt_credentials"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    device_pk: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    gateway_pk: Mapped[int | None] = mapped_column(ForeignKey("gateways.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    rotated_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SiteMasterKey(Base):
+    """A site's AES-128 master key for NTAG 424 DNA key diversification (NXP AN10922)."""
+
+    __tablename__ = "site_master_keys"
+    __table_args__ = (UniqueConstraint("site_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    key_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+
+class DeviceCommand(Base):
+    """A command signed for a wearable; ``cmd_seq`` is unique and increasing per device."""
+
+    __tablename__ = "device_commands"
+    __table_args__ = (UniqueConstraint("device_pk", "cmd_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    cmd_seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[int] = mapped_column(SmallInteger)
+    key_id: Mapped[int] = mapped_column(SmallInteger)
+    issued_at: Mapped[datetime]
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    issued_by: Mapped[str] = mapped_column(String(100))
+
+
+class AuditLog(Base):
+    """Who did what, when, to which object. Never holds a secret (only ids and facts)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    actor_role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    object_type: Mapped[str] = mapped_column(String(30))
+    object_id: Mapped[str] = mapped_column(String(100))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

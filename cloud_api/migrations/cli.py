@@ -102,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     autogenerate=args.autogenerate,
                     rev_id=args.rev_id,
                     head=args.head,
+                    # Branching from the baseline (not the newest head) is this project's
+                    # way of letting helpers add revisions side by side; "upgrade heads".
+                    splice=True,
                 )
 
             _on_scratch_or_given(args.database_url, revision)

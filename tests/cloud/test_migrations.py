@@ -98,9 +98,18 @@ def test_init_db_adopts_a_pre_alembic_database_at_the_baseline(db_url: str) -> N
             conn.execute(text("DROP TABLE alembic_version"))
             conn.execute(
                 text(
-                    "INSERT INTO sites (name, timezone, created_at) "
-                    "VALUES ('kept', 'UTC', '2026-11-25 00:00:00')"
+                    "INSERT INTO sites (id, name, timezone, created_at) "
+                    "VALUES (1, 'kept', 'UTC', '2026-11-25 00:00:00')"
                 )
+            )
+            # Rows pointing at the tables later revisions alter: those must not be copied.
+            conn.execute(text("INSERT INTO posts (site_id, name) VALUES (1, 'Gate')"))
+            conn.execute(
+                text(
+                    "INSERT INTO nfc_tags (uid, tag_type, created_at) "
+                    "VALUES (:uid, 'ntag21x', '2026-11-25 00:00:00')"
+                ),
+                {"uid": bytes.fromhex("04a1b2c3d4e5f6")},
             )
         init_db(engine)
         assert _db_revisions(engine) == _heads()
