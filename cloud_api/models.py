@@ -610,3 +610,125 @@ class AuditLog(Base):
     object_id: Mapped[str] = mapped_column(String(100))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+# ---------------------------------------------------------------- compliance score
+# Issue 6, items 1-4 and 8 (helper "compliance-score"): post targets and patrol plans,
+# contract weights per customer, planned shifts, and versioned shift scores. The pure
+# engine is cloud_api/compliance/ (engine, rules, targets); reading and writing these
+# rows is cloud_api/compliance/store.py. ``guard_id`` is ``guards.id`` and
+# ``customer_id`` is ``customers.id`` (cloud-store's tables), kept without a database
+# foreign key so the two Alembic branches stay independent; store.py checks them.
+
+
+class ComplianceTargets(Base):
+    """A post's targets besides its patrol plans (one row per post; absent = defaults).
+
+    ``equipment``: ``[{"name": "radio", "tag_ids": [40961], "min_battery_pct": 20}]``;
+    ``weights``: category -> weight, overriding the customer's contract weights.
+    """
+
+    __tablename__ = "compliance_targets"
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), primary_key=True)
+    max_absence_s: Mapped[int] = mapped_column(Integer, default=15 * 60)
+    max_inactivity_s: Mapped[int] = mapped_column(Integer, default=90 * 60)
+    sos_ack_target_s: Mapped[int] = mapped_column(Integer, default=60)
+    rectification_target_h: Mapped[int] = mapped_column(Integer, default=72)
+    equipment: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    weights: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CompliancePlan(Base):
+    """A patrol plan of a post: checkpoints, schedule, windows (local times), dwell, walks.
+
+    ``windows``: ``[{"weekdays": [0, ..., 6], "start": "22:00", "end": "06:00"}]``;
+    ``fixed_times``: ``["22:30", "02:30"]``; ``walk_s``: ``[[cp_a, cp_b, seconds], ...]``.
+    A retired plan (``retired_at``) no longer counts for shifts starting after it.
+    """
+
+    __tablename__ = "compliance_plans"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    checkpoints: Mapped[list[Any]] = mapped_column(JSON)
+    ordered: Mapped[bool] = mapped_column(default=False)
+    schedule_kind: Mapped[str] = mapped_column(String(10))
+    interval_s: Mapped[int] = mapped_column(Integer, default=0)
+    fixed_times: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    rounds_per_window: Mapped[int] = mapped_column(Integer, default=0)
+    round_duration_s: Mapped[int] = mapped_column(Integer)
+    grace_s: Mapped[int] = mapped_column(Integer, default=0)
+    windows: Mapped[list[Any]] = mapped_column(JSON)
+    min_dwell_s: Mapped[int] = mapped_column(Integer, default=0)
+    walk_s: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    default_walk_s: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+
+
+class ComplianceContractWeights(Base):
+    """Contract weights of a customer: category -> weight (normalised to 100 when used)."""
+
+    __tablename__ = "compliance_contract_weights"
+
+    customer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    weights: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ComplianceShift(Base):
+    """A planned shift: guard, post, the wearable (wire id) the guard carries, start, end."""
+
+    __tablename__ = "compliance_shifts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    guard_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    device_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    start_at: Mapped[datetime] = mapped_column(index=True)
+    end_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[datetime | None]
+
+
+class ComplianceScore(Base):
+    """One computed version of a shift's score; exactly one row per shift is ``current``.
+
+    A recomputation that yields the same result (``digest``) adds no version; a
+    different one (late events after an outage) adds version n+1 and clears the
+    old row's ``current``. ``result`` is the full explanation (rounds, deductions,
+    breaches, notes) as JSON.
+    """
+
+    __tablename__ = "compliance_scores"
+    __table_args__ = (UniqueConstraint("shift_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shift_id: Mapped[int] = mapped_column(ForeignKey("compliance_shifts.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    current: Mapped[bool] = mapped_column(default=True, index=True)
+    final: Mapped[bool] = mapped_column(default=False)
+    as_of: Mapped[datetime | None]
+    computed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    digest: Mapped[str] = mapped_column(String(64))
+    score: Mapped[float]
+    rounds_expected: Mapped[int] = mapped_column(Integer)
+    rounds_completed: Mapped[int] = mapped_column(Integer)
+    rounds_partial: Mapped[int] = mapped_column(Integer)
+    rounds_missed: Mapped[int] = mapped_column(Integer)
+    checkpoints_on_time: Mapped[int] = mapped_column(Integer)
+    checkpoints_late: Mapped[int] = mapped_column(Integer)
+    checkpoints_missed: Mapped[int] = mapped_column(Integer)
+    order_violations: Mapped[int] = mapped_column(Integer)
+    flagged_events: Mapped[int] = mapped_column(Integer)
+    sos_events: Mapped[int] = mapped_column(Integer)
+    breaches: Mapped[int] = mapped_column(Integer)
+    presence_share: Mapped[float]
+    equipment_readiness: Mapped[dict[str, Any]] = mapped_column(JSON)
+    first_event_at: Mapped[datetime | None]
+    last_event_at: Mapped[datetime | None]
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -15,7 +15,7 @@ complaints, rankings, reports): plain frozen dataclasses, no I/O, no ORM.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -142,6 +142,30 @@ class BreachSink(Protocol):
     def breaches_found(
         self, session: Session, shift: ShiftRef, breaches: Sequence[RuleBreach]
     ) -> None: ...
+
+
+class ScoreSink(Protocol):
+    """Hook: receives each new version of a shift's score (same transaction as the row).
+
+    Called only when a (re)computation changed the result. Register with
+    :func:`cloud_api.compliance.store.register_score_sink`.
+    """
+
+    def score_found(self, session: Session, shift: ShiftRef, score: ShiftScore) -> None: ...
+
+
+class SosResponseSource(Protocol):
+    """Hook (emergency path, issue 7): when each SOS event was acknowledged.
+
+    Returns a mapping for the SOS event ids it tracks: event id -> acknowledgement
+    time, or None while unacknowledged. Ids it does not know stay untracked (no
+    deduction, a note). Register with
+    :func:`cloud_api.compliance.store.register_sos_source`.
+    """
+
+    def acknowledgements(
+        self, session: Session, event_ids: Sequence[int]
+    ) -> Mapping[int, datetime | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
