@@ -438,6 +438,131 @@ class SequenceRange(Base):
     status: Mapped[str] = mapped_column(String(10))
 
 
+# ---------------------------------------------------------------- compliance workflow
+# Issue 6, items 5-7 (helper "compliance-workflow"): deviations and their rectification,
+# supervisor inspections, customer complaints and survey responses. The rules live in
+# cloud_api/compliance/workflow.py and surveys.py; statuses are stored as their text.
+
+
+class Deviation(Base):
+    """A breach of a post's targets or rules, with a severity; opens a rectification item.
+
+    ``source_key`` is the idempotency key of what caused it (a rule breach's stable key,
+    ``inspection:<id>``, ``complaint:<id>``): re-scoring a shift after late events finds
+    the same key and changes nothing. A breach that disappears on re-scoring is
+    ``withdrawn_at``, never deleted.
+    """
+
+    __tablename__ = "deviations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+    guard_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    source: Mapped[str] = mapped_column(String(12))
+    source_key: Mapped[str] = mapped_column(String(200), unique=True)
+    scope_key: Mapped[str] = mapped_column(String(200), index=True)
+    rule: Mapped[str] = mapped_column(String(40))
+    severity: Mapped[str] = mapped_column(String(10))
+    occurred_at: Mapped[datetime] = mapped_column(index=True)
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    withdrawn_at: Mapped[datetime | None]
+
+
+class RectificationItem(Base):
+    """The fix a deviation asks for: owner, due time, workflow status and escalation.
+
+    ``next_escalation_at`` is when the escalation worker next looks at the item (the
+    due time, then every repeat interval); it is cleared once the item is resolved.
+    """
+
+    __tablename__ = "rectification_items"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    deviation_id: Mapped[int] = mapped_column(ForeignKey("deviations.id"), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(12))
+    due_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    verified_at: Mapped[datetime | None]
+    verified_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0)
+    escalated_at: Mapped[datetime | None]
+    overdue: Mapped[bool] = mapped_column(default=False)
+    """Escalated since it was last opened; cleared when resolved or withdrawn."""
+    next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class RectificationEvent(Base):
+    """One step of an item's history: who moved it from which status to which, and why."""
+
+    __tablename__ = "rectification_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("rectification_items.id"), index=True)
+    at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(12))
+    from_status: Mapped[str | None] = mapped_column(String(12))
+    to_status: Mapped[str] = mapped_column(String(12))
+    escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class Inspection(Base):
+    """A supervisor's spot check of a post (and optionally one guard) with its result."""
+
+    __tablename__ = "inspections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"))
+    guard_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    inspector_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    inspected_at: Mapped[datetime] = mapped_column(index=True)
+    result: Mapped[str] = mapped_column(String(10))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deviation_id: Mapped[int | None] = mapped_column(ForeignKey("deviations.id"))
+
+
+class Complaint(Base):
+    """A complaint from the customer or the public, tracked from receipt to a verdict."""
+
+    __tablename__ = "complaints"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
+    channel: Mapped[str] = mapped_column(String(12))
+    description: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12))
+    filed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    closed_at: Mapped[datetime | None]
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    deviation_id: Mapped[int | None] = mapped_column(ForeignKey("deviations.id"))
+
+
+class SurveyResponse(Base):
+    """A customer's monthly opinion of the service: a rating from 1 to 5 and comments."""
+
+    __tablename__ = "survey_responses"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    respondent_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    comments: Mapped[str] = mapped_column(Text, default="")
+    submitted_at: Mapped[datetime] = mapped_column(index=True)
+
+
 # ---------------------------------------------------------------- provisioning (cloud-store)
 # Issue 5 items 2 and 4 (helper "cloud-store"): the company and its customers, zones,
 # guards, equipment items and who carries them, MQTT credentials, per-site master keys
