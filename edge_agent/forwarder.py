@@ -43,7 +43,7 @@ from typing import Final
 import httpx
 import pydantic
 
-from edge_agent.clock import clock_state
+from edge_agent.clock import ClockWatch
 from edge_agent.queue import EdgeQueue, Lane, QueuedItem
 from edge_agent.settings import EdgeSettings
 from patrol_protocol.batch import (
@@ -60,6 +60,8 @@ _log = logging.getLogger(__name__)
 INGEST_PATH: Final = "/api/v1/ingest"
 CLOCK_CHECK_INTERVAL_S: Final = 30.0
 """The sync state changes rarely; asking timedatectl per batch would cost a process."""
+THROTTLE_STATUSES: Final = frozenset({429, 503})
+"""The cloud asks us to slow down (rate or concurrency limit, store unavailable)."""
 MAX_RETRY_AFTER_S: Final = 3600.0
 """A cloud asking for a longer pause is more likely confused than busy."""
 _JSON_OVERHEAD_BYTES_PER_ITEM: Final = 200
@@ -128,15 +130,21 @@ class Forwarder:
         queue: EdgeQueue,
         *,
         clock_synced: Callable[[], bool] | None = None,
+        clock: ClockWatch | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        observe_latency_s: Callable[[str, float], None] | None = None,
     ) -> None:
-        """``clock_synced`` defaults to :func:`edge_agent.clock.clock_state`, cached."""
+        """Each batch's ``clock_synced`` says whether its items were stamped by a synced
+        clock: ``clock`` (a :class:`ClockWatch` on this queue, made here when neither is
+        given) splits batches at its watermark; ``clock_synced`` (tests) answers for all.
+        ``observe_latency_s(lane, seconds)`` gets the duration of each POST the cloud
+        answered (the agent's Prometheus histogram)."""
         self._settings = settings
         self._queue = queue
         self._now = now
-        self._clock_synced = clock_synced or self._cached_clock_synced
-        self._clock_checked_at = -CLOCK_CHECK_INTERVAL_S
-        self._clock_synced_value = False
+        self._fixed_clock_synced = clock_synced
+        self.clock = clock or ClockWatch(queue, interval_s=CLOCK_CHECK_INTERVAL_S)
+        self._observe_latency_s = observe_latency_s
         self._http = {lane: self._client() for lane in ("urgent", "backlog", "all")}
         self._stop = threading.Event()
         self._wake = {lane: threading.Event() for lane in ("urgent", "backlog")}
@@ -151,6 +159,15 @@ class Forwarder:
         self.forwarded = 0
         self.rejected = 0
         self.parked = 0
+        self.batches_ok = 0
+        self.batches_failed = 0
+        self.throttled = 0
+        """Answers 429 / 503: the cloud asked us to wait (Retry-After honoured)."""
+        self.last_retry_after_s: float | None = None
+        self.failing_since_ms: int | None = None
+        """Wall-clock ms of the first failure of the current failing run (None: working)."""
+        self.last_error: str | None = None
+        self.last_success_ms: int | None = None
 
     def _client(self) -> httpx.Client:
         s = self._settings
@@ -170,17 +187,10 @@ class Forwarder:
             verify=verify,
         )
 
-    def _cached_clock_synced(self) -> bool:
-        now_s = time.monotonic()
-        if now_s - self._clock_checked_at >= CLOCK_CHECK_INTERVAL_S:
-            state = clock_state()
-            if state.synced != self._clock_synced_value or self._clock_checked_at < 0:
-                _log.info(
-                    "gateway clock synced=%s (%s: %s)", state.synced, state.source, state.detail
-                )
-            self._clock_synced_value = state.synced
-            self._clock_checked_at = now_s
-        return self._clock_synced_value
+    def _stamped_synced(self, gw_seq: int) -> bool:
+        if self._fixed_clock_synced is not None:
+            return self._fixed_clock_synced()
+        return self.clock.stamped_synced(gw_seq)
 
     # --- one attempt ---------------------------------------------------------------
 
@@ -195,6 +205,10 @@ class Forwarder:
         )
         if not items:
             return ForwardOutcome(sent=0, deleted=0, rejected=0)
+        # one batch, one clock_synced: items stamped unsynced never ride with synced ones
+        flags = [self._stamped_synced(item.gw_seq) for item in items]
+        synced = flags[0]
+        items = [item for item, flag in zip(items, flags, strict=True) if flag == synced]
         batch_items: list[BatchItem] = []
         unsendable: dict[int, str] = {}
         for item in items:
@@ -212,16 +226,27 @@ class Forwarder:
             gateway_id=s.gateway_id,
             batch_id=uuid.uuid4(),
             sent_at=self._now(),
-            clock_synced=self._clock_synced(),
+            clock_synced=synced,
             items=batch_items,
         )
         body = batch.model_dump_json().encode()
         if s.forward_gzip:
             body = gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+        started_s = time.monotonic()
         try:
             response = self._http[lane].post(INGEST_PATH, content=body)
         except httpx.HTTPError as exc:
             return self._failed(len(items), f"transport error: {exc!r}")
+        if self._observe_latency_s is not None:
+            self._observe_latency_s(lane, time.monotonic() - started_s)
+        if response.status_code in THROTTLE_STATUSES:
+            wait_s = retry_after_s(response, self._now())
+            with self._stats_lock:
+                self.throttled += 1
+                self.last_retry_after_s = wait_s
+            return self._failed(
+                len(items), f"HTTP {response.status_code}: {response.text[:200]!r}", wait_s
+            )
         if response.status_code in (413, 422):
             return self._refused_whole(lane, items, response)
         if response.status_code != 200:
@@ -262,6 +287,9 @@ class Forwarder:
         with self._stats_lock:
             self.forwarded += deleted
             self.rejected += len(rejected)
+            self.batches_ok += 1
+            self.failing_since_ms = None
+            self.last_success_ms = time.time_ns() // 1_000_000
         return ForwardOutcome(sent=len(items), deleted=deleted, rejected=len(rejected))
 
     def _configured_items(self, lane: Lane) -> int:
@@ -295,6 +323,11 @@ class Forwarder:
         return parked
 
     def _failed(self, sent: int, error: str, retry_after_s: float | None = None) -> ForwardOutcome:
+        with self._stats_lock:
+            self.batches_failed += 1
+            self.last_error = error
+            if self.failing_since_ms is None:
+                self.failing_since_ms = time.time_ns() // 1_000_000
         if not self._failing:
             self._failing = True
             _log.warning(
@@ -314,6 +347,11 @@ class Forwarder:
             )
             thread.start()
             self._threads.append(thread)
+
+    @property
+    def alive(self) -> bool:
+        """Whether both lane threads run (False before start and after stop)."""
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def wake(self) -> None:
         """Forward now instead of at the next interval (called after each commit)."""

@@ -175,6 +175,11 @@ class MqttIngest:
         """Whether the broker connection is up."""
         return self._connected
 
+    @property
+    def committer_alive(self) -> bool:
+        """Whether the committer thread runs (False before start and after a fatal error)."""
+        return self._committer is not None and self._committer.is_alive()
+
     def stats(self) -> IngestStats:
         """A snapshot of the counters."""
         with self._stats_lock:

@@ -80,8 +80,10 @@ from edge_agent.inbound import (
     ReceivedAdvert,
     ReceivedFrame,
     Rejected,
+    check_up_message,
 )
-from patrol_protocol.frames import Kind
+from patrol_protocol.errors import ProtocolError
+from patrol_protocol.frames import Kind, decode_frame
 
 _log = logging.getLogger(__name__)
 
@@ -89,8 +91,10 @@ ItemType = Literal["device_frame", "advert", "observation"]
 SqliteSynchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 DeadLetterSource = Literal["ingest", "cloud"]
 
-SCHEMA_VERSION: Final = 2
-"""2 added ``items.priority`` (a version-1 file is migrated in place at open)."""
+SCHEMA_VERSION: Final = 3
+"""2 added ``items.priority``; 3 added the item columns of ``dead_letters`` (``item_type``,
+``company_id``, ``rssi_dbm``) so a cloud-rejected item can be put back exactly
+(:meth:`EdgeQueue.retry_dead_letters`). Older files are migrated in place at open."""
 
 PRIORITY_URGENT: Final = 0
 PRIORITY_SCAN: Final = 1
@@ -149,7 +153,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     raw            BLOB    NOT NULL,   -- at most MAX_DEAD_LETTER_BYTES of what arrived
     raw_len        INTEGER NOT NULL,   -- length of what arrived
     topic          TEXT,
-    received_at_ms INTEGER NOT NULL
+    received_at_ms INTEGER NOT NULL,
+    item_type      TEXT,               -- source 'cloud': the queued item's type, for a retry
+    company_id     INTEGER,            -- source 'cloud', advert: its company id
+    rssi_dbm       INTEGER             -- source 'cloud', advert: its RSSI
 );
 CREATE TABLE IF NOT EXISTS devices (
     device_id      INTEGER PRIMARY KEY,
@@ -180,6 +187,11 @@ UPDATE items SET priority = CASE
     WHEN type = 'advert' OR (type = 'device_frame' AND substr(payload, 2, 1) = x'03') THEN 3
     ELSE 2 END;
 """
+_MIGRATE_2_TO_3: Final = """
+ALTER TABLE dead_letters ADD COLUMN item_type TEXT;
+ALTER TABLE dead_letters ADD COLUMN company_id INTEGER;
+ALTER TABLE dead_letters ADD COLUMN rssi_dbm INTEGER;
+"""
 _SELECT: Final = (
     "SELECT gw_seq, type, payload, received_at_ms, topic, device_id, seq, company_id, "
     "rssi_dbm, priority FROM items "
@@ -196,6 +208,12 @@ _LANE_SQL: Final[dict[str, str]] = {
 _SQL_PARAMS_PER_QUERY: Final = 500
 """Bound of one IN (...) list (SQLite's variable limit is far above)."""
 _SELECT_ONE: Final = _SELECT + "WHERE gw_seq = ?"
+_SELECT_DEAD: Final = (
+    "SELECT id, source, reason, detail, raw, raw_len, topic, received_at_ms, item_type, "
+    "company_id, rssi_dbm FROM dead_letters "
+)
+_META_PREFIX: Final = "meta:"
+"""Counters rows named ``meta:<name>`` hold set values, not sums (:meth:`EdgeQueue.set_meta`)."""
 _SELECT_DEVICE: Final = _SELECT + "WHERE device_id = ? ORDER BY seq"
 _INSERT_ITEM: Final = (
     "INSERT INTO items (type, payload, received_at_ms, topic, device_id, seq, "
@@ -235,6 +253,22 @@ class DeadLetter:
     raw_len: int
     topic: str | None
     received_at_ms: int
+    item_type: ItemType | None = None
+    """Set for items the cloud rejected or refused (what a retry puts back)."""
+    company_id: int | None = None
+    rssi_dbm: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    """What :meth:`EdgeQueue.retry_dead_letters` did with each dead letter asked for."""
+
+    requeued: list[int]
+    """Dead-letter ids whose item is back in the queue (the dead letter is gone)."""
+    still_bad: dict[int, str]
+    """Ingest dead letters that fail their check again: id -> reason."""
+    not_retryable: dict[int, str]
+    """id -> why it cannot be put back (unknown id, truncated raw, no topic)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,11 +305,16 @@ class EdgeQueue:
         synchronous: SqliteSynchronous = "FULL",
         budget_bytes: int | None = None,
         clock_ms: Callable[[], int] | None = None,
+        read_only: bool = False,
     ) -> None:
         """Open (or create) the queue file, check its integrity, load per-device state.
 
         ``budget_bytes`` bounds the queued items (module docstring); None: unbounded.
         A corrupt file is moved aside and a new queue started (``self.corruption``).
+
+        ``read_only`` (the CLI's ``status`` and ``queue stats`` beside a running
+        agent): the file must exist at the current schema; it is opened with
+        ``mode=ro``, never checked, migrated or moved aside, and writes fail.
         """
         self.path = path
         self.synchronous = synchronous
@@ -285,12 +324,15 @@ class EdgeQueue:
         self.corruption: str | None = None
         """Why the file found at open was moved aside (None: it was sound)."""
         self.moved_to: Path | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = self._open()
-        except sqlite3.DatabaseError as exc:
-            self._move_aside(repr(exc))
-            self._db = self._open()
+        if read_only:
+            self._db = self._open_read_only()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._db = self._open()
+            except sqlite3.DatabaseError as exc:
+                self._move_aside(repr(exc))
+                self._db = self._open()
         self._devices = self._load_devices()
         row = self._db.execute("SELECT total(length(payload)), count(*) FROM items").fetchone()
         self._used_bytes = int(row[0]) + int(row[1]) * ITEM_OVERHEAD_BYTES
@@ -324,11 +366,37 @@ class EdgeQueue:
                 raise QueueError(f"{self.path}: schema {version} is newer than {SCHEMA_VERSION}")
             if version == 1:
                 db.executescript("BEGIN;" + _MIGRATE_1_TO_2 + "COMMIT;")
+            dead_columns = {str(r[1]) for r in db.execute("PRAGMA table_info(dead_letters)")}
+            if dead_columns and "item_type" not in dead_columns:  # a version 1 or 2 file
+                db.executescript("BEGIN;" + _MIGRATE_2_TO_3 + "COMMIT;")
             db.executescript(_SCHEMA + _INDEXES)
             db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
             db.close()
             raise
+        return db
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise QueueError(f"{self.path}: no queue file (has the agent ever run?)")
+        db = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise QueueError(f"{self.path}: cannot be read: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise QueueError(
+                f"{self.path}: schema {version}, this agent reads {SCHEMA_VERSION} "
+                "(start the agent once to migrate it)"
+            )
         return db
 
     def _move_aside(self, reason: str) -> None:
@@ -596,7 +664,8 @@ class EdgeQueue:
     def _insert_dead(self, rows: list[tuple[object, ...]]) -> None:
         self._db.executemany(
             "INSERT INTO dead_letters (source, reason, detail, raw, raw_len, topic, "
-            "received_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "received_at_ms, item_type, company_id, rssi_dbm) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         self._bump("dead_lettered", len(rows))
@@ -666,6 +735,7 @@ class EdgeQueue:
                                     f"gw_seq {gw_seq} ({item.type}) "
                                     + (detail or "rejected by the cloud"),
                                 ),
+                                item,
                             )
                         )
                     self._insert_dead(dead)
@@ -752,23 +822,145 @@ class EdgeQueue:
         """The oldest dead letters first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, source, reason, detail, raw, raw_len, topic, received_at_ms "
-                "FROM dead_letters ORDER BY id LIMIT ?",
+                _SELECT_DEAD + "ORDER BY id LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [
-            DeadLetter(
-                id=int(r[0]),
-                source=cast(DeadLetterSource, r[1]),
-                reason=str(r[2]),
-                detail=str(r[3]),
-                raw=bytes(r[4]),
-                raw_len=int(r[5]),
-                topic=None if r[6] is None else str(r[6]),
-                received_at_ms=int(r[7]),
-            )
-            for r in rows
-        ]
+        return [_dead_letter(r) for r in rows]
+
+    def retry_dead_letters(self, ids: Iterable[int]) -> RetryResult:
+        """Put dead letters back into the queue (``patrol-edge dead-letter retry``).
+
+        - source ``cloud`` (the cloud rejected or refused the item, e.g. ``unknown_device``
+          before the wearable was provisioned): the exact item goes back as it was
+          queued, in one transaction with the dead letter's removal. A device frame
+          bypasses the duplicate check on purpose: its sequence is still "committed"
+          for the wearable, which must not resend it.
+        - source ``ingest`` (the edge's own structural check refused it): the bytes are
+          checked again on their topic; if they pass now they are appended like a new
+          message (duplicates recognised as usual), else they stay with the new reason.
+
+        Dead letters whose raw bytes were cut at :data:`MAX_DEAD_LETTER_BYTES`, or
+        that have no item type or topic, cannot be put back.
+        """
+        requeued: list[int] = []
+        still_bad: dict[int, str] = {}
+        not_retryable: dict[int, str] = {}
+        for dead_id in sorted(set(ids)):
+            with self._lock:
+                row = self._db.execute(_SELECT_DEAD + "WHERE id = ?", (dead_id,)).fetchone()
+            if row is None:
+                not_retryable[dead_id] = "no such dead letter"
+                continue
+            dead = _dead_letter(row)
+            if dead.raw_len != len(dead.raw):
+                not_retryable[dead_id] = f"raw bytes cut at {len(dead.raw)} of {dead.raw_len}"
+            elif dead.source == "cloud" and dead.item_type is not None:
+                self._requeue_cloud(dead)
+                requeued.append(dead_id)
+            elif dead.source == "ingest" and dead.topic is not None:
+                checked = check_up_message(dead.topic, dead.raw, dead.received_at_ms)
+                if isinstance(checked, Rejected):
+                    still_bad[dead_id] = checked.reason
+                    continue
+                self.append_many([checked])
+                with self._lock:
+                    self._db.execute("DELETE FROM dead_letters WHERE id = ?", (dead_id,))
+                requeued.append(dead_id)
+            else:
+                not_retryable[dead_id] = "no item type or topic recorded"
+        return RetryResult(requeued, still_bad, not_retryable)
+
+    def _requeue_cloud(self, dead: DeadLetter) -> None:
+        if dead.item_type == "device_frame":
+            try:
+                header = decode_frame(dead.raw).header
+                device_id: int | None = header.device_id
+                seq: int | None = header.seq
+                priority = _FRAME_PRIORITY.get(header.kind, PRIORITY_EVENT)
+            except ProtocolError:  # relayed with a bad body: keep the header's ids if any
+                device_id = seq = None
+                priority = PRIORITY_EVENT
+        elif dead.item_type == "advert":
+            device_id = seq = None
+            priority = PRIORITY_BULK
+        else:
+            device_id = seq = None
+            priority = _observation_priority(dead.raw)
+        row = (
+            dead.item_type,
+            dead.raw,
+            dead.received_at_ms,
+            dead.topic,
+            device_id,
+            seq,
+            dead.company_id,
+            dead.rssi_dbm,
+            priority,
+        )
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(_INSERT_ITEM, row)
+                self._db.execute("DELETE FROM dead_letters WHERE id = ?", (dead.id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._used_bytes += len(dead.raw) + ITEM_OVERHEAD_BYTES
+
+    def depth_by_priority(self) -> dict[int, int]:
+        """Queued items per priority (0 urgent .. 3 bulk); every priority is present."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT priority, count(*) FROM items GROUP BY priority"
+            ).fetchall()
+        depth = dict.fromkeys(range(PRIORITY_URGENT, PRIORITY_BULK + 1), 0)
+        depth.update({int(p): int(n) for p, n in rows})
+        return depth
+
+    def oldest_by_priority(self) -> dict[int, int]:
+        """Receive time (ms) of the oldest waiting item per priority (absent when empty)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT priority, min(received_at_ms) FROM items GROUP BY priority"
+            ).fetchall()
+        return {int(p): int(t) for p, t in rows}
+
+    def dead_letter_count(self) -> int:
+        """Dead letters currently held (the counter ``dead_letters`` counts all ever made)."""
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+    def last_gw_seq(self) -> int:
+        """The highest gw_seq ever handed out (0 for a new queue); never goes down."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'items'"
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def meta(self, name: str) -> int | None:
+        """A persisted gateway value (e.g. the clock watermark of edge_agent.clock)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT value FROM counters WHERE name = ?", (_META_PREFIX + name,)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_meta(self, values: Mapping[str, int]) -> None:
+        """Persist gateway values in one transaction (durable like a commit)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO counters (name, value) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    [(_META_PREFIX + k, v) for k, v in values.items()],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def stats(self) -> QueueStats:
         """Depth, dead letters and duplicates in one consistent read."""
@@ -822,7 +1014,25 @@ def _item(row: Sequence[object]) -> QueuedItem:
     )
 
 
-def _dead_row(source: DeadLetterSource, rejected: Rejected) -> tuple[object, ...]:
+def _dead_letter(r: Sequence[object]) -> DeadLetter:
+    return DeadLetter(
+        id=cast(int, r[0]),
+        source=cast(DeadLetterSource, r[1]),
+        reason=str(r[2]),
+        detail=str(r[3]),
+        raw=bytes(cast(bytes, r[4])),
+        raw_len=cast(int, r[5]),
+        topic=cast("str | None", r[6]),
+        received_at_ms=cast(int, r[7]),
+        item_type=cast("ItemType | None", r[8]),
+        company_id=cast("int | None", r[9]),
+        rssi_dbm=cast("int | None", r[10]),
+    )
+
+
+def _dead_row(
+    source: DeadLetterSource, rejected: Rejected, item: QueuedItem | None = None
+) -> tuple[object, ...]:
     return (
         source,
         rejected.reason,
@@ -831,6 +1041,9 @@ def _dead_row(source: DeadLetterSource, rejected: Rejected) -> tuple[object, ...
         len(rejected.raw),
         rejected.topic,
         rejected.received_at_ms,
+        None if item is None else item.type,
+        None if item is None else item.company_id,
+        None if item is None else item.rssi_dbm,
     )
 
 
@@ -853,6 +1066,7 @@ __all__ = [
     "QueueError",
     "QueueStats",
     "QueuedItem",
+    "RetryResult",
     "SqliteSynchronous",
     "observation",
 ]

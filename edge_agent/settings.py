@@ -1,26 +1,66 @@
-"""Typed settings of the edge agent, read from ``PATROL_EDGE_*`` environment variables.
+"""Typed settings of the edge agent: ``PATROL_EDGE_*`` environment variables and a TOML file.
 
 One settings object per component (STYLE habit 8): values the agent cannot guess
 (cloud URL, gateway id, API key, queue file) are required; every other value has
 a default with its unit in the name. Tests build ``EdgeSettings(...)`` directly
 and pass it in; the CLI reads it once through the cached :func:`get_settings`.
+
+Sources, strongest first: keyword arguments, then the environment
+(``PATROL_EDGE_<FIELD>``), then the TOML file (flat keys named like the fields,
+e.g. ``mqtt_host = "127.0.0.1"``) given by ``--config`` or ``PATROL_EDGE_CONFIG``
+(default ``/etc/patrol-edge/edge.toml`` when it exists), then the defaults. So a
+technician can override one value for one run without editing the file.
+:func:`load_settings` turns every failure into a :class:`ConfigError` that names
+the file or the environment variable and the key.
 """
 
+import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Final, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
 from edge_agent.queue import SqliteSynchronous
 from patrol_protocol.limits import MAX_BATCH_BYTES, MAX_BATCH_ITEMS
+
+ENV_PREFIX: Final = "PATROL_EDGE_"
+CONFIG_ENV: Final = "PATROL_EDGE_CONFIG"
+"""Environment variable naming the TOML file (the CLI's ``--config`` wins over it)."""
+DEFAULT_CONFIG_FILE: Final = Path("/etc/patrol-edge/edge.toml")
+"""Read when it exists and neither ``--config`` nor PATROL_EDGE_CONFIG names a file."""
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the file or variable and key."""
 
 
 class EdgeSettings(BaseSettings):
     """Everything the edge agent needs to run one site gateway."""
 
-    model_config = SettingsConfigDict(env_prefix="PATROL_EDGE_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment, then the TOML file (if the class has one)."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file") is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
 
     # --- site broker -------------------------------------------------------------
     mqtt_host: str = "127.0.0.1"
@@ -146,6 +186,34 @@ class EdgeSettings(BaseSettings):
         description="Restart a scanner that heard nothing this long (a BlueZ restart); 0: never.",
     )
 
+    # --- health, metrics, systemd ------------------------------------------------
+    health_interval_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        description="How often a gateway_health observation is queued for the cloud.",
+    )
+    metrics_enabled: bool = Field(
+        default=True, description="Serve /healthz and /metrics on metrics_host:metrics_port."
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Loopback by default: the endpoints carry no secrets but need no audience.",
+    )
+    metrics_port: int = Field(default=9108, ge=0, le=65535, description="0: any free port.")
+    thermal_path: Path = Field(
+        default=Path("/sys/class/thermal"),
+        description="Where the CPU temperature is read (thermal_zone*/temp, millidegrees C).",
+    )
+    healthz_stale_forward_s: float = Field(
+        default=900.0,
+        gt=0,
+        description=(
+            "/healthz reports 'degraded' (still 200) when the oldest unsent item is older: "
+            "the queue keeps it, but a technician should look at the uplink."
+        ),
+    )
+
     @field_validator("cloud_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
@@ -154,7 +222,74 @@ class EdgeSettings(BaseSettings):
         return value.rstrip("/")
 
 
+def config_file_from(explicit: Path | None) -> Path | None:
+    """The TOML file to read: ``explicit``, else PATROL_EDGE_CONFIG, else the default if present."""
+    if explicit is not None:
+        return explicit
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        return Path(named)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+def _where(key: str, path: Path | None, file_keys: dict[str, Any]) -> str:
+    env_name = ENV_PREFIX + key.upper()
+    if any(name.upper() == env_name for name in os.environ):
+        return f"environment variable {env_name}"
+    if path is not None and key in file_keys:
+        return f"{path}: key {key!r}"
+    if path is not None:
+        return f"key {key!r} (set it in {path} or as {env_name})"
+    return f"key {key!r} (set {env_name} or give a config file)"
+
+
+def load_settings(config_file: Path | None = None) -> EdgeSettings:
+    """Read the settings from the environment and the TOML file; :class:`ConfigError` on any
+    failure, naming the file or variable and key (never the value: it may be a secret)."""
+    path = config_file_from(config_file)
+    file_keys: dict[str, Any] = {}
+    settings_cls: type[EdgeSettings] = EdgeSettings
+    if path is not None:
+        file_keys = _read_toml(path)
+        nested = sorted(k for k, v in file_keys.items() if isinstance(v, dict))
+        if nested:
+            raise ConfigError(
+                f"config file {path}: keys are flat (mqtt_host = ...), no tables: {nested}"
+            )
+
+        class _FromFile(EdgeSettings):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        settings_cls = _FromFile
+    try:
+        return settings_cls()  # type: ignore[call-arg]  # required values come from the sources
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "?"
+            if error["type"] == "extra_forbidden":
+                where = f"{path}: key {key!r}" if path is not None else f"key {key!r}"
+                problems.append(f"{where}: unknown setting")
+            elif error["type"] == "missing":
+                problems.append(f"{_where(key, path, file_keys)}: required, not set")
+            else:
+                problems.append(f"{_where(key, path, file_keys)}: {error['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
+
+
 @lru_cache(maxsize=1)
-def get_settings() -> EdgeSettings:
-    """Read the settings once from the environment (tests construct EdgeSettings instead)."""
-    return EdgeSettings()  # type: ignore[call-arg]  # required values come from the env
+def get_settings(config_file: Path | None = None) -> EdgeSettings:
+    """Read the settings once (tests construct EdgeSettings instead)."""
+    return load_settings(config_file)

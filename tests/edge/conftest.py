@@ -32,6 +32,7 @@ def edge_settings(tmp_path: Path, mqtt_broker) -> Iterator[EdgeSettings]:  # typ
         gateway_id="gw-test",
         gateway_api_key="not-used-here",
         queue_path=tmp_path / "edge-queue.sqlite3",
+        metrics_port=0,  # any free port: tests run side by side
     )
     yield settings
     forget_session(

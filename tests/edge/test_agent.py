@@ -31,9 +31,11 @@ def test_agent_on_site_mosquitto_delivers_to_the_cloud(edge_settings, cloud, wea
         assert wearable.wait_ack(3)[-1] == Ack(wearable.device_id, 3)
         wait_until(lambda: agent.queue.depth() == 0, what="the forwarder to drain the queue")
         status = agent.status()
-        assert (status.mqtt.stored, status.forwarded, status.queue.depth) == (3, 3, 0)
+        # the three frames and the gateway_health heartbeat queued at start
+        assert (status.mqtt.stored, status.forwarded, status.queue.depth) == (3, 4, 0)
     rows = cloud.rows("SELECT seq, raw FROM events ORDER BY seq")
     assert [(seq, bytes(raw)) for seq, raw in rows] == list(zip((1, 2, 3), frames, strict=True))
+    assert cloud.rows("SELECT kind FROM gateway_observations") == [("gateway_health",)]
 
 
 def test_demo_agent_with_embedded_broker(tmp_path, cloud):
@@ -45,6 +47,7 @@ def test_demo_agent_with_embedded_broker(tmp_path, cloud):
         gateway_id=GATEWAY_ID,
         gateway_api_key=cloud.api_key,
         queue_path=tmp_path / "demo" / "edge.sqlite3",
+        metrics_port=0,
     )
     agent = EdgeAgent(settings)
     agent.start()  # returns once the agent is subscribed on its embedded broker
