@@ -6,10 +6,12 @@ Run: ``.venv/bin/python bench/firmware.py`` (``--quick`` for a shorter run).
    the device set (without ``hal/sim.py``) against the 100 KB budget;
 2. the wearable main loop (tag taps, beacon adverts, heartbeats; sign, queue,
    publish QoS 1 to a private Mosquitto, application ack from a CPython gateway)
-   for thousands of events: peak ``gc.mem_alloc()`` and the smallest
-   ``-X heapsize=`` that runs it, with 48K tried as the target;
+   for thousands of events: peak ``gc.mem_alloc()``, what the heap holds (modules,
+   simulated board, firmware state, qstr pool) and the smallest ``-X heapsize=``
+   that runs it from 48K (the target) up, twice: modules loaded from ``.mpy`` files
+   (copied into the heap) and from a ROMFS image executed in place, as on an ESP32;
 3. the flash queue holding 5,000 events: time to append them and to recover
-   (index) them in a new interpreter, i.e. after a restart;
+   (index) them in a new interpreter, i.e. after a restart, and the heap its index keeps;
 4. encode-and-sign per event: MicroPython (HMAC built on ``hashlib.sha256``) and,
    side by side, CPython's ``hmac`` over the very same frame bytes.
 """
@@ -17,8 +19,10 @@ Run: ``.venv/bin/python bench/firmware.py`` (``--quick`` for a shorter run).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import hmac
+import io
 import json
 import shutil
 import socket
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from mpremote.romfs import make_romfs  # type: ignore[import-untyped]
 from paho.mqtt.enums import CallbackAPIVersion
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,30 +50,47 @@ TARGET_HEAPSIZE_K = 48  # issue 3 target (a 64-bit build: stricter than an ESP32
 DEVICE = "0000a001"
 KEY = bytes(range(32))
 RUN_TIMEOUT_S = 120
+ROMFS_RUN = REPO / "tests" / "firmware" / "romfs_run.py"
+HEAP_STEP_K = 4  # granularity of the smallest-heap search
+BACKLOG_WINDOW = 64  # new events wait while this many are unacknowledged (steady state)
 
 # --- MicroPython scripts (written to a temp dir, compiled with mpy-cross) ------------
 
 LOOP_SCRIPT = r"""
-import gc, json, sys, time
+import gc, json, sys, time, micropython
+gc.collect()
+base = gc.mem_alloc()  # the interpreter (and, from ROMFS, the mount) before any import
 from patrol.adverts import build_advertisement, encode_beacon_payload
-from patrol.hal.sim import SimHal
 from patrol.ndef import encode_uri_message
 from patrol.wearable import Wearable, WearableConfig
+gc.collect()
+firmware_bytes = gc.mem_alloc() - base
+from patrol.hal.sim import SimHal
+gc.collect()
+sim_bytes = gc.mem_alloc() - base - firmware_bytes
+micropython.qstr_info()  # one line: the qstr pool every import added to
 
 flash, host, port, events = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+window = int(sys.argv[5])
 hal = SimHal(flash, start_time_s=1795579200, clock_synced=True)
 cfg = WearableConfig(device_id=0xA001, key=bytes(range(32)), key_id=1, mqtt_host=host,
                      mqtt_port=port, heartbeat_interval_s=1, max_inflight=8)
-gc.collect()
-code_bytes = gc.mem_alloc()
-w = Wearable(hal, cfg)
 uri = encode_uri_message("https://patrol.example/t?e=EF963FF7828658A599F3041510671E88&c=94EED9EE65337086")
 bkey = bytes(16)
+gc.collect()
+code_bytes = gc.mem_alloc()
+script_bytes = code_bytes - base - firmware_bytes - sim_bytes
+w = Wearable(hal, cfg)
 peak = gc.mem_alloc()
+max_backlog = 0
 start = time.ticks_ms()
+allocated_before = micropython.mem_total()
 i = 0
 while w.acked_seq < events and time.ticks_diff(time.ticks_ms(), start) < 100000:
-    if w.last_seq < events:
+    backlog = w.last_seq - w.acked_seq
+    if backlog > max_backlog:
+        max_backlog = backlog
+    if w.last_seq < events and backlog < window:
         hal.clock.advance_ms(1000)  # one heartbeat per simulated second
         step = (1795579200 + i) // 10
         hal.radio.feed_advert(b"\x01" * 6, -60, build_advertisement(
@@ -86,24 +108,32 @@ while w.acked_seq < events and time.ticks_diff(time.ticks_ms(), start) < 100000:
     a = gc.mem_alloc()
     if a > peak:
         peak = a
+allocated = micropython.mem_total() - allocated_before
 elapsed_ms = time.ticks_diff(time.ticks_ms(), start)
 w.shutdown()
 gc.collect()
 print(json.dumps({"events": w.last_seq, "acked": w.acked_seq, "elapsed_ms": elapsed_ms,
                   "heap_total": gc.mem_alloc() + gc.mem_free(), "code_bytes": code_bytes,
+                  "base_bytes": base, "firmware_bytes": firmware_bytes, "sim_bytes": sim_bytes,
+                  "script_bytes": script_bytes, "max_backlog": max_backlog,
+                  "alloc_per_event": allocated // max(w.last_seq, 1),
                   "peak_alloc": peak, "state_bytes": gc.mem_alloc() - code_bytes,
                   "stats": w.stats}))
 """
 
 QUEUE_SCRIPT = r"""
-import json, os, sys, time
+import gc, json, os, sys, time
 from patrol import frames
 from patrol.evqueue import EventQueue
 directory, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 key = bytes(range(32))
+gc.collect()
+before = gc.mem_alloc()
 t0 = time.ticks_us()
 q = EventQueue(directory, n)
 load_us = time.ticks_diff(time.ticks_us(), t0)
+gc.collect()
+index_bytes = gc.mem_alloc() - before  # what the queue keeps in RAM for what it holds
 append_us = 0
 if mode == "fill":
     body = frames.heartbeat_body(80, 3900, 0, 0, [(0xE001, -60, 90), (0xE002, -70, 80)])
@@ -115,6 +145,7 @@ size = 0
 for name in os.listdir(directory):
     size += os.stat(directory + "/" + name)[6]
 print(json.dumps({"depth": q.depth(), "full": q.is_full(), "load_us": load_us,
+                  "index_bytes": index_bytes,
                   "append_us": append_us, "bytes": size, "files": len(os.listdir(directory))}))
 """
 
@@ -143,12 +174,28 @@ def _compile(out: Path, extra: list[str]) -> dict[str, int]:
     return sizes
 
 
-def _upy(lib: Path, heapsize_k: int | None, script: Path, *args: str) -> tuple[int, str, str]:
-    """Run the precompiled module ``script`` (a .mpy in ``lib``) with ``micropython -m``."""
-    cmd = [str(MICROPYTHON)]
-    if heapsize_k:
-        cmd += ["-X", f"heapsize={heapsize_k}K"]
-    cmd += ["-m", script.stem, *args]
+def _romfs_image(src: Path, out: Path) -> int:
+    """Pack the compiled tree ``src`` into a ROMFS image (what ``mpremote romfs deploy``
+    writes to a board's ROMFS partition); returns its size in bytes."""
+    with contextlib.redirect_stdout(io.StringIO()):  # make_romfs prints the tree
+        image = bytes(make_romfs(str(src), mpy_cross=False))
+    out.write_bytes(image)
+    return len(image)
+
+
+def _upy(
+    lib: Path, heapsize_k: int | None, script: Path, *args: str, romfs: Path | None = None
+) -> tuple[int, str, str]:
+    """Run the precompiled module ``script`` (a .mpy in ``lib``) with ``micropython -m``.
+
+    With ``romfs`` the modules come from that image instead, mapped outside the GC heap
+    and executed in place (tests/firmware/romfs_run.py), as on an ESP32.
+    """
+    heap = ["-X", f"heapsize={heapsize_k}K"] if heapsize_k else []
+    if romfs is not None:
+        cmd = [str(VENV_BIN / "python"), str(ROMFS_RUN), str(romfs), *heap, script.stem, *args]
+    else:
+        cmd = [str(MICROPYTHON), *heap, "-m", script.stem, *args]
     env = {"MICROPYPATH": str(lib), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
         cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=env, check=False
@@ -257,22 +304,30 @@ def main() -> int:
         print(
             f"\n2. wearable main loop: {events} events (heartbeat each simulated second, a tap "
             f"every 20 steps, one beacon advert per step), QoS 1 to Mosquitto :{port}, "
-            "max_inflight 8, app-level ack from a paho gateway; modules precompiled .mpy"
+            f"max_inflight 8, app-level ack from a paho gateway, a new event only while fewer "
+            f"than {BACKLOG_WINDOW} are unacknowledged; modules precompiled .mpy"
         )
-        results: dict[int, dict[str, Any] | str] = {}
+        # The device set plus the simulated board and the loop script, in a ROMFS image.
+        romfs_src = work / "romfs_src"
+        skip = shutil.ignore_patterns("queue.mpy", "sign.mpy")
+        shutil.copytree(work / "lib", romfs_src, ignore=skip)
+        image = work / "firmware.romfs"
+        image_bytes = _romfs_image(romfs_src, image)
 
-        def run_loop(heap_k: int, lib: str = "lib") -> dict[str, Any] | str:
+        def run_loop(heap_k: int, romfs: Path | None) -> dict[str, Any] | str:
             acker.reset()
-            flash = work / f"flash{heap_k}{lib}"
+            flash = work / f"flash{heap_k}{'rom' if romfs else 'files'}"
             shutil.rmtree(flash, ignore_errors=True)
             code, out, err = _upy(
-                work / lib,
+                work / "lib",
                 heap_k,
                 work / "lib" / "loop.mpy",
                 str(flash),
                 "127.0.0.1",
                 str(port),
                 str(events),
+                str(BACKLOG_WINDOW),
+                romfs=romfs,
             )
             if code != 0:
                 lines = (err.strip() or out.strip()).splitlines()
@@ -283,38 +338,44 @@ def main() -> int:
                     else f"exit {code}"
                 )
             parsed: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            qstr = [line for line in out.splitlines() if line.startswith("qstr pool")]
+            parsed["qstr_pool"] = qstr[0] if qstr else "?"
             return parsed
 
-        results[TARGET_HEAPSIZE_K] = run_loop(TARGET_HEAPSIZE_K)
-        smallest = None
-        for heap_k in range(96, 260, 8):
-            results[heap_k] = run_loop(heap_k)
-            got = results[heap_k]
-            if isinstance(got, dict) and got["acked"] == events:
-                smallest = heap_k
-                break
-        for heap_k, got in results.items():
-            if isinstance(got, dict):
-                rate = int(got["acked"]) / (int(got["elapsed_ms"]) / 1000)
-                print(
-                    f"   -X heapsize={heap_k}K: OK, {got['acked']}/{got['events']} acked in "
-                    f"{got['elapsed_ms']} ms ({rate:.0f} events/s); heap {got['heap_total']} B, "
-                    f"modules {got['code_bytes']} B, peak gc.mem_alloc() {got['peak_alloc']} B, "
-                    f"firmware state after the run {got['state_bytes']} B"
-                )
-            else:
-                print(f"   -X heapsize={heap_k}K: FAILS: {got}")
-        print(f"   smallest heap that runs it (8K steps from 96K): {smallest}K")
+        smallest: dict[str, int | None] = {}
+        for label, romfs in (("from .mpy files", None), ("from ROMFS, in place", image)):
+            print(f"\n   modules {label}" + (f" (image {image_bytes} B)" if romfs else ""))
+            smallest[label] = None
+            for heap_k in range(TARGET_HEAPSIZE_K, 260, HEAP_STEP_K):
+                got = run_loop(heap_k, romfs)
+                if isinstance(got, dict) and got["acked"] == events:
+                    smallest[label] = heap_k
+                    rate = int(got["acked"]) / (int(got["elapsed_ms"]) / 1000)
+                    print(
+                        f"   -X heapsize={heap_k}K: OK, {got['acked']}/{got['events']} acked in "
+                        f"{got['elapsed_ms']} ms ({rate:.0f} events/s), backlog <= "
+                        f"{got['max_backlog']}; heap {got['heap_total']} B, peak gc.mem_alloc() "
+                        f"{got['peak_alloc']} B"
+                    )
+                    print(
+                        f"     what the heap holds: interpreter {got['base_bytes']} B, firmware "
+                        f"modules {got['firmware_bytes']} B, simulated board (hal/sim.py) "
+                        f"{got['sim_bytes']} B, loop script {got['script_bytes']} B, firmware "
+                        f"state after the run {got['state_bytes']} B"
+                    )
+                    print(
+                        f"     ({got['qstr_pool']}); allocated per event "
+                        f"{got['alloc_per_event']} B (garbage the GC reclaims)"
+                    )
+                    break
+                if heap_k == TARGET_HEAPSIZE_K or heap_k % 16 == 0:
+                    print(f"   -X heapsize={heap_k}K: FAILS: {got}")
+            print(f"   smallest heap that runs it ({HEAP_STEP_K}K steps): {smallest[label]}K")
         print(
             "   (peak gc.mem_alloc() includes garbage: the GC only collects when the heap is "
-            "full, so it tracks the heap size; 'modules' is what the imports keep, 'firmware "
-            "state' what stays reachable after gc.collect())"
+            "full, so it tracks the heap size. The module figures are what the imports keep "
+            "after gc.collect(); 'firmware state' what stays reachable after the loop)"
         )
-        if smallest:
-            below = smallest - 8
-            got_o3 = run_loop(below, "lib_o3")
-            verdict = "OK" if isinstance(got_o3, dict) and got_o3["acked"] == events else got_o3
-            print(f"   with mpy-cross -O3 modules at {below}K: {verdict}")
         acker.close()
         broker.terminate()
         broker.wait(10)
@@ -334,7 +395,8 @@ def main() -> int:
         )
         print(
             f"   recover after restart (index every segment): {load['load_us'] / 1000:.0f} ms, "
-            f"depth {load['depth']}"
+            f"depth {load['depth']}; the index of 5,000 frames keeps {load['index_bytes']} B "
+            "of heap"
         )
 
         # 4. encode-and-sign

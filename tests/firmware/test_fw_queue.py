@@ -58,6 +58,28 @@ def test_peek_after_seq_and_ack_beyond_last(micropython: Path, tmp_path: Path) -
     assert (got["show4"]["depth"], got["show4"]["acked_seq"]) == (0, 8)
 
 
+@pytest.mark.parametrize("free_every", [1, 3, 64, 1000])
+def test_peeking_after_the_last_peek_returns_every_frame_once(
+    micropython: Path, tmp_path: Path, free_every: int
+) -> None:
+    """The wearable's pattern: peek after the last frame it published, every step.
+
+    peek() resumes from a cursor (segment, offset); an ack that deletes the segment
+    lets a new one reuse its number (free_every=1), an eviction rewrites a segment:
+    neither may make a peek skip or repeat a frame.
+    """
+    got = _ops(micropython, tmp_path / "q", f"walk:200:{free_every}", "evict", "walk:70:5")
+    assert got["walk0"]["peeked"] == list(range(1, 201))
+    assert got["walk2"]["peeked"][-70:] == list(range(201, 271))
+    assert got["walk2"]["peeked"] == sorted(set(got["walk2"]["peeked"]))
+
+
+def test_free_upto_counts_live_frames_inside_a_segment(micropython: Path, tmp_path: Path) -> None:
+    got = _ops(micropython, tmp_path / "q", f"add:{HEARTBEAT}:100", "free:10", "free:70", "show")
+    assert (got["free1"]["freed"], got["free2"]["freed"]) == (10, 60)
+    assert (got["show3"]["depth"], got["show3"]["seqs"]) == (30, list(range(71, 101)))
+
+
 def test_torn_tail_record_is_cut_at_load(micropython: Path, tmp_path: Path) -> None:
     flash = tmp_path / "q"
     _ops(micropython, flash, f"add:{HEARTBEAT}:5", "tear")

@@ -38,6 +38,7 @@ from patrol.limits import FRAME_HEADER_BYTES, FRAME_MAC_BYTES, MAX_FRAME_BYTES
 SEGMENT_FRAMES = const(64)  # records per segment file: ~15 KB of flash, one index entry
 _MIN_FRAME_BYTES = const(36)  # header 20 + MAC 16
 _MIN_FREED_PER_RECORD = const(2)  # a heartbeat-only eviction must free 2 frames per EVICTION record it costs
+_HEAD_BYTES = const(14)  # u16 record length + frame header up to and including the u32 seq
 _META = "meta"
 _SUFFIX = ".seg"
 
@@ -72,6 +73,8 @@ class EventQueue:
         self.last_seq = 0
         self._depth = 0
         self._segments = []  # [no, first_seq, last_seq, live, in_file]
+        self._cursor = None  # (segment no, byte offset after a record, its seq): see peek()
+        self._head = bytearray(_HEAD_BYTES)  # record length + frame bytes up to the seq
         makedirs(directory)
         self._load()
 
@@ -166,7 +169,27 @@ class EventQueue:
                     return  # torn tail of a sealed segment (cut at the next load)
                 yield frame
 
+    def _count_above(self, no, seq):
+        """Records of segment ``no`` with a seq above ``seq``, reading only their heads.
+
+        Each ack lands inside the oldest segment; reading whole frames to count the
+        live ones allocated the segment (up to 64 frames) on every ack. This reads
+        length + the first 12 frame bytes into one preallocated buffer and seeks on.
+        """
+        head = self._head
+        count = 0
+        with open(self._path(no), "rb") as f:
+            while f.readinto(head) == _HEAD_BYTES:
+                size = (head[0] << 8) | head[1]
+                if size < _MIN_FRAME_BYTES:
+                    break
+                if struct.unpack_from(">I", head, 10)[0] > seq:
+                    count += 1
+                f.seek(size - (_HEAD_BYTES - 2), 1)
+        return count
+
     def _rewrite(self, entry, frames):
+        self._cursor = None  # byte offsets in this segment move
         if not frames:
             os.remove(self._path(entry[_NO]))
             self._segments.remove(entry)
@@ -242,17 +265,39 @@ class EventQueue:
         return highest + 1
 
     def peek(self, max_frames, after_seq=0):
-        """Up to ``max_frames`` unacknowledged frames with seq > ``after_seq``, oldest first."""
+        """Up to ``max_frames`` unacknowledged frames with seq > ``after_seq``, oldest first.
+
+        The wearable peeks after the last frame it published, every step; a cursor
+        (segment, byte offset, seq) remembers where the previous peek stopped, so the
+        next one seeks there instead of reading the segment from its start (which
+        allocated every earlier record of the segment again, on every step).
+        """
         floor = max(after_seq, self.acked_seq)
         out = []
+        cursor = self._cursor
         for entry in self._segments:
             if entry[_LAST] <= floor:
                 continue
-            for frame in self._records(entry[_NO]):
-                if _seq_of(frame) > floor:
-                    out.append(frame)
-                    if len(out) >= max_frames:
-                        return out
+            no = entry[_NO]
+            offset = cursor[1] if cursor is not None and cursor[0] == no and cursor[2] == floor else 0
+            with open(self._path(no), "rb") as f:
+                if offset:
+                    f.seek(offset)
+                while True:
+                    head = f.read(2)
+                    if len(head) != 2:
+                        break
+                    size = (head[0] << 8) | head[1]
+                    frame = f.read(size)
+                    if len(frame) != size or size < _MIN_FRAME_BYTES:
+                        break  # torn tail of a sealed segment (cut at the next load)
+                    offset += 2 + size
+                    seq = _seq_of(frame)
+                    if seq > floor:
+                        out.append(frame)
+                        self._cursor = (no, offset, seq)
+                        if len(out) >= max_frames:
+                            return out
         return out
 
     def unacked_sos(self, max_frames=4):
@@ -280,11 +325,9 @@ class EventQueue:
                 self._depth -= entry[_LIVE]
                 os.remove(self._path(entry[_NO]))
                 self._segments.pop(0)
+                self._cursor = None  # a new segment may reuse this number
                 continue
-            live = 0
-            for frame in self._records(entry[_NO]):
-                if _seq_of(frame) > acked_seq:
-                    live += 1
+            live = self._count_above(entry[_NO], acked_seq)
             self._depth -= entry[_LIVE] - live
             entry[_LIVE] = live
             break

@@ -285,7 +285,7 @@ class MQTTClient:
             raise MQTTError("not connected")
         messages = []
         for _ in range(_MAX_RECV_PER_POLL):
-            if not self._poller.poll(0):
+            if not self._readable():
                 break
             try:
                 chunk = self._sock.recv(_RECV_CHUNK_BYTES)
@@ -300,33 +300,50 @@ class MQTTClient:
         self._timers()
         return messages
 
+    def _readable(self):
+        # MicroPython's ipoll() reuses the poll object instead of building a list of
+        # tuples on every call (every main-loop step); CPython only has poll().
+        poller = self._poller
+        if poller is None:
+            return False
+        if hasattr(poller, "ipoll"):
+            for _ in poller.ipoll(0):
+                return True
+            return False
+        return bool(poller.poll(0))
+
     def _parse(self, messages):
+        # Walk the buffer with an index and cut the consumed bytes once at the end
+        # (slicing the rest off after every packet copied it once per packet).
         buf = self._inbuf
-        while len(buf) >= 2:
+        pos = 0
+        while len(buf) - pos >= 2:
             length = 0
-            multiplier = 1
-            i = 1
-            while True:
-                if i >= len(buf):
-                    return
+            shift = 0
+            i = pos + 1
+            complete = False
+            while i < len(buf):
                 byte = buf[i]
-                length += (byte & 0x7F) * multiplier
-                multiplier <<= 7
+                length |= (byte & 0x7F) << shift
+                shift += 7
                 i += 1
                 if not byte & 0x80:
+                    complete = True
                     break
-                if i > 4:
+                if i - pos > 4:
                     self._lost("bad remaining length")
+            if not complete:
+                break
             if length > self.max_packet_bytes:
                 self._lost("packet too large")
             if len(buf) < i + length:
-                return
-            packet_type = buf[0]
+                break
+            packet_type = buf[pos]
             body = bytes(buf[i : i + length])
-            buf = buf[i + length :]
-            self._inbuf = buf
+            pos = i + length
             self._handle(packet_type, body, messages)
-        self._inbuf = buf
+        if pos:
+            buf[:pos] = b""  # in place (MicroPython's bytearray has no slice deletion)
 
     def _handle(self, packet_type, body, messages):
         kind = packet_type & 0xF0

@@ -1,7 +1,8 @@
 # Runs in MicroPython: operations on the flash queue in a directory that outlives the
 # process, so a second interpreter run is a "reboot". argv: dir max_frames op...
 # ops: add:<kind>:<count>  alt:<pairs> (heartbeat, scan, ...)  free:<seq>  evict  tear  show
-#      full  (is_full)
+#      full  (is_full)  walk:<count>:<free_every> (the wearable's publish pattern: add one
+#      frame, peek after the last one peeked, free up to it every <free_every> adds)
 import json
 import os
 import sys
@@ -62,5 +63,16 @@ for i, op in enumerate(sys.argv[3:]):
         names = sorted(n for n in os.listdir(directory) if n.endswith(".seg"))
         with open(directory + "/" + names[-1], "ab") as f:
             f.write(b"\x00\x40" + bytes(10))  # a record header promising 64 bytes, cut short
+    elif parts[0] == "walk":
+        sent = queue.acked_seq
+        peeked = []
+        for k in range(int(parts[1])):
+            add(frames.HEARTBEAT)
+            for frame in queue.peek(4, sent):
+                sent = frames.frame_seq(frame)
+                peeked.append(sent)
+            if (k + 1) % int(parts[2]) == 0:
+                queue.free_upto(sent)
+        print(json.dumps({"key": f"walk{i}", "peeked": peeked, "depth": queue.depth()}))
     elif parts[0] == "show":
         show(f"show{i}")

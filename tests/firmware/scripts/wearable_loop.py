@@ -1,4 +1,4 @@
-# Runs in MicroPython (tests use -X heapsize=48K): 1,000 steps of the wearable loop
+# Runs in MicroPython (tests use -X heapsize=128K, 80K from ROMFS): 1,000 steps of the wearable loop
 # with adverts every step, a tag tap every 50 steps, heartbeats, an SOS, acks, and
 # an unreachable broker (connect attempts with backoff). Prints one JSON line.
 import gc
