@@ -164,3 +164,21 @@ def test_two_shifts_of_one_guard_at_two_posts_overlap(site: Depot) -> None:
 def test_unknown_shift_is_an_error(site: Depot) -> None:
     with session_scope(site.engine) as s, pytest.raises(store.ComplianceError, match="no shift"):
         store.score_shift_row(s, 999, now=now(), hooks=store.Hooks())
+
+
+def test_scoring_a_window_in_bulk_gives_the_one_shift_scores(site: Depot) -> None:
+    """The bulk path (a month of a company) and the one-shift path agree."""
+    site.ingest(site.rounds(range(2)) + site.heartbeats(0, 100))
+    first = site.shift()
+    later = site.shift()  # a second shift of the same wearable, same times
+    with session_scope(site.engine) as s:
+        bulk = store.score_window(
+            s, start=SHIFT_START, end=SHIFT_END, now=now(), hooks=store.Hooks(), persist=True
+        )
+    assert (bulk.shifts, bulk.changed) == (2, 2)
+    assert bulk.rows_read == 6 + 20
+    with session_scope(site.engine) as s:
+        one = store.score_shift_row(s, first, now=now(), hooks=store.Hooks())
+        other = store.score_shift_row(s, later, now=now(), hooks=store.Hooks())
+    assert not one.changed and not other.changed  # same digest as the bulk result
+    assert bulk.scores == {first: one.score.score, later: other.score.score}
