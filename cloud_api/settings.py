@@ -88,6 +88,26 @@ class Settings(BaseSettings):
         default=1.0, gt=0, description="first backoff after a failed write; doubles per attempt"
     )
     sink_retry_max_s: float = Field(default=300.0, gt=0, description="backoff ceiling")
+    # Ingest admission per gateway (edge-ops), per process: refused before the body is
+    # read with 429 and Retry-After, which the edge forwarder honours (nothing is lost:
+    # the batch stays queued at the edge). A database that is down or locked answers 503
+    # with Retry-After (cloud_api.api.problems).
+    ingest_gateway_batches_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="token-bucket rate of batches per gateway; None: no rate limit",
+    )
+    ingest_gateway_burst: int = Field(
+        default=20, ge=1, description="batches a gateway may send back to back before the rate"
+    )
+    ingest_gateway_max_concurrent: int | None = Field(
+        default=None,
+        ge=1,
+        description="batches of one gateway processed at once (an edge uses 2); None: any",
+    )
+    ingest_busy_retry_after_s: int = Field(
+        default=1, ge=1, le=3600, description="Retry-After of a 429 for the concurrency limit"
+    )
     sink_lease_s: float = Field(
         default=60.0, gt=0, description="claimed rows return to the pool if not done by then"
     )
