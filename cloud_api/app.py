@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cloud_api.api import problems
 from cloud_api.api.deps import AppContext
 from cloud_api.api.routes import auth, chain, devices, events, health, ingest, provisioning
+from cloud_api.api.routes import compliance as compliance_routes
 from cloud_api.auth.tokens import signing_key
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
@@ -33,46 +31,24 @@ from patrol_protocol.batch import IngestBatch
 API_PREFIX = "/api/v1"
 
 
-def _problem(status_code: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(
-        {
-            "type": "about:blank",
-            "title": HTTPStatus(status_code).phrase,
-            "status": status_code,
-            "detail": detail,
-        },
-        status_code=status_code,
-        media_type="application/problem+json",
-        headers=headers,
-    )
-
-
-async def _http_problem(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    return _problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
-
-
-async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    detail = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()[:10]
-    )
-    return _problem(422, detail)
-
-
 def _openapi_with_ingest_batch(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """OpenAPI that also describes the hand-read ingest body (``IngestBatch`` and its items)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
-                title=app.title, version=app.version, summary=app.summary, routes=app.routes
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
             )
             batch = IngestBatch.model_json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(batch.pop("$defs", {}))
             components["IngestBatch"] = batch
-            app.openapi_schema = schema
+            app.openapi_schema = problems.patch_openapi(schema)
         return app.openapi_schema
 
     return openapi
@@ -124,8 +100,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.ctx = ctx
-    app.add_exception_handler(StarletteHTTPException, _http_problem)
-    app.add_exception_handler(RequestValidationError, _validation_problem)
+    problems.install(app)
     app.include_router(health.router)
     app.include_router(auth.router, prefix=API_PREFIX)
     app.include_router(ingest.router, prefix=API_PREFIX)
@@ -133,5 +108,6 @@ def create_app(
     app.include_router(provisioning.router, prefix=API_PREFIX)
     app.include_router(chain.router, prefix=API_PREFIX)
     app.include_router(devices.router, prefix=API_PREFIX)
+    app.include_router(compliance_routes.router, prefix=API_PREFIX)
     app.openapi = _openapi_with_ingest_batch(app)  # type: ignore[method-assign]
     return app

@@ -1,8 +1,11 @@
-"""FastAPI dependencies as ``Annotated`` aliases: app context, sessions, credentials.
+"""FastAPI dependencies as ``Annotated`` aliases: app context, sessions, credentials, roles.
 
-Credentials for the walking skeleton: gateways send their API key as a bearer
-token (looked up by SHA-256); read endpoints take the admin token from settings
-(``PATROL_CLOUD_ADMIN_TOKEN``) until people log in (issue 5).
+Gateways send their API key as a bearer token (looked up by SHA-256). People send
+the access token from ``POST /api/v1/auth/token``; the break-glass admin token from
+settings (``PATROL_CLOUD_ADMIN_TOKEN``) acts as an admin. Authorisation is two
+steps: :func:`require_roles` (role may do this at all, else 403), then
+:func:`require_site` (the resource's site is one of the caller's, else 404, the
+same answer as for a site that does not exist). The policy is in docs/api.md.
 """
 
 from __future__ import annotations
@@ -13,14 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, cast
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, Request
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud_api.api.problems import Problem, forbidden, not_found, unauthenticated
 from cloud_api.auth.tokens import InvalidTokenError, read_token
 from cloud_api.auth.users import site_ids_of
 from cloud_api.crypto_store import SecretBox
-from cloud_api.models import Gateway, Role, User
+from cloud_api.models import Gateway, Role, Site, User
 from cloud_api.provisioning import hash_api_key
 from cloud_api.settings import Settings
 from cloud_api.verify import VerifyPolicy
@@ -58,10 +62,8 @@ def get_session(ctx: ContextDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"}
-    )
+def _unauthorized(detail: str) -> Problem:
+    return unauthenticated(detail)
 
 
 def bearer_token(request: Request) -> str:
@@ -100,6 +102,11 @@ class Principal:
     def may_see(self, site_id: int) -> bool:
         return self.role is Role.ADMIN or site_id in self.site_ids
 
+    @property
+    def all_sites(self) -> bool:
+        """True for admins, who are not limited to ``site_ids``."""
+        return self.role is Role.ADMIN
+
 
 def _is_admin_token(ctx: AppContext, token: str) -> bool:
     admin = ctx.settings.admin_token
@@ -132,10 +139,9 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
 
     def check(principal: PrincipalDep) -> Principal:
         if principal.role not in allowed:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                detail=f"role {principal.role.value} may not do this "
-                f"(allowed: {', '.join(sorted(r.value for r in allowed))})",
+            raise forbidden(
+                f"role {principal.role.value} may not do this "
+                f"(allowed: {', '.join(sorted(r.value for r in allowed))})"
             )
         return principal
 
@@ -143,9 +149,36 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
 
 
 def require_site(principal: Principal, site_id: int) -> None:
-    """403 unless the caller is scoped to ``site_id``."""
+    """404 "no site N" unless the caller is scoped to ``site_id`` (admins see every site).
+
+    404 rather than 403: a caller learns nothing about sites that are not theirs,
+    and gets the same answer a missing site gets (check existence with the same
+    message, e.g. :func:`visible_site`).
+    """
     if not principal.may_see(site_id):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"no access to site {site_id}")
+        raise not_found(f"no site {site_id}")
+
+
+def visible_site(session: Session, principal: Principal, site_id: int) -> Site:
+    """The site if it exists and the caller is scoped to it, else 404 "no site N"."""
+    require_site(principal, site_id)
+    site = session.get(Site, site_id)
+    if site is None:
+        raise not_found(f"no site {site_id}")
+    return site
 
 
 AdminDep = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
+"""Admins only (a logged-in admin or the admin token)."""
+SupervisorDep = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR))]
+"""Supervisors (scoped) and admins."""
+TechnicianDep = Annotated[Principal, Depends(require_roles(Role.TECHNICIAN))]
+"""Technicians (scoped) and admins."""
+SiteReaderDep = Annotated[Principal, Depends(require_roles(Role.SUPERVISOR, Role.CUSTOMER))]
+"""Who reads a site's records: its supervisors and customers, and admins."""
+EventReaderDep = Annotated[
+    Principal, Depends(require_roles(Role.GUARD, Role.SUPERVISOR, Role.CUSTOMER))
+]
+"""Who lists events: guards (their own), supervisors and customers (their sites), admins."""
+DeviceReaderDep = Annotated[Principal, Depends(require_roles(Role.TECHNICIAN, Role.SUPERVISOR))]
+"""Who reads a device's health and sequence report: technicians, supervisors, admins."""

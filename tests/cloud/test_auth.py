@@ -98,10 +98,11 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(
     assert login(app, username, password) == (
         401,
         {
-            "type": "about:blank",
-            "title": "Unauthorized",
+            "type": "tag:patrol-verification,2026:problem:unauthenticated",
+            "title": "Authentication required",
             "status": 401,
             "detail": "wrong username or password",
+            "instance": "/api/v1/auth/token",
         },
     )
 
@@ -171,19 +172,29 @@ def test_a_disabled_account_loses_its_live_tokens(app: App) -> None:
 
 
 @pytest.mark.parametrize(
-    ("who", "expected"), [("sue", 403), ("ada", 200), ("admin-token", 200), ("nobody", 401)]
+    ("who", "site", "expected"),
+    [
+        ("sue", "North", 200),
+        ("sue", "South", 404),  # not her site: answered like a missing one
+        ("ada", "South", 200),
+        ("admin-token", "South", 200),
+        ("nobody", "North", 401),
+    ],
 )
-def test_admin_only_endpoints_admit_admins_only(app: App, who: str, expected: int) -> None:
+def test_site_records_are_scoped_to_the_callers_sites(
+    app: App, who: str, site: str, expected: int
+) -> None:
     if who == "admin-token":
         token = ADMIN_TOKEN
     elif who == "nobody":
         token = "not-a-token"
     else:
         token = str(login(app, who, PASSWORD)[1]["access_token"])
-    response = app.client.get("/api/v1/events", headers=bearer(token))
+    site_id = app.site_ids[site]
+    response = app.client.get(f"/api/v1/sites/{site_id}/chain", headers=bearer(token))
     assert response.status_code == expected
-    if expected == 403:
-        assert response.json()["detail"] == "role supervisor may not do this (allowed: admin)"
+    if expected == 404:
+        assert response.json()["detail"] == f"no site {site_id}"
 
 
 def test_weak_passwords_are_refused_at_creation(app: App) -> None:

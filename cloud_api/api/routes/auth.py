@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from cloud_api.api.deps import ContextDep, PrincipalDep
+from cloud_api.api.problems import problem_responses, rate_limited, unauthenticated
 from cloud_api.auth.tokens import issue_token
 from cloud_api.auth.users import LockedOutError, LoginError, LoginPolicy, authenticate
 
@@ -18,21 +19,52 @@ log = logging.getLogger(__name__)
 
 
 class TokenOut(BaseModel):
-    access_token: str
+    """An OAuth2 bearer token (RFC 6749 section 5.1)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiIs...",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                }
+            ]
+        }
+    )
+
+    access_token: str = Field(description="Send as ``Authorization: Bearer <token>``.")
     token_type: str = "bearer"  # noqa: S105  (the OAuth2 token type, not a secret)
-    expires_in: int
-    """Seconds until the token expires."""
+    expires_in: int = Field(description="Seconds until the token expires.")
 
 
 class MeOut(BaseModel):
+    """The caller as the service sees it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"username": "sue", "role": "supervisor", "site_ids": [1, 3]}]
+        }
+    )
+
     username: str
-    role: str
-    site_ids: list[int]
+    role: str = Field(description="guard, technician, supervisor, customer or admin")
+    site_ids: list[int] = Field(description="Sites in scope (admins: empty, they see all).")
 
 
-@router.post("/token", response_model=TokenOut)
+@router.post(
+    "/token",
+    response_model=TokenOut,
+    summary="Log in (OAuth2 password flow)",
+    responses=problem_responses(401, 422, 429),
+)
 def login(ctx: ContextDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> TokenOut:
-    """Exchange username and password for a short-lived bearer token."""
+    """Exchange username and password for a short-lived bearer token.
+
+    A wrong password and an unknown user get the same 401. After
+    ``LOGIN_MAX_FAILURES`` failures in a row the account is locked for
+    ``LOGIN_LOCKOUT_S`` seconds: 429 with Retry-After, across all API processes.
+    """
     settings = ctx.settings
     policy = LoginPolicy(settings.login_max_failures, settings.login_lockout_s)
     now = ctx.clock()
@@ -47,18 +79,10 @@ def login(ctx: ContextDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
             failure = exc  # commit the failure count before answering
     if isinstance(failure, LockedOutError):
         log.warning("login refused for a locked account: %s", form.username)
-        raise HTTPException(
-            status.HTTP_429_TOO_MANY_REQUESTS,
-            detail=str(failure),
-            headers={"Retry-After": str(failure.retry_after_s)},
-        )
+        raise rate_limited(str(failure), retry_after_s=failure.retry_after_s)
     if failure is not None:
         log.info("failed login for %s", form.username)
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail=str(failure),
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise unauthenticated(str(failure))
     token, _ = issue_token(
         ctx.token_key,
         user_id=user_id,
@@ -70,7 +94,12 @@ def login(ctx: ContextDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
     return TokenOut(access_token=token, expires_in=settings.access_token_ttl_s)
 
 
-@router.get("/me", response_model=MeOut)
+@router.get(
+    "/me",
+    response_model=MeOut,
+    summary="Who am I",
+    responses=problem_responses(401),
+)
 def me(principal: PrincipalDep) -> MeOut:
     """Who the token belongs to, and the sites it may see."""
     return MeOut(

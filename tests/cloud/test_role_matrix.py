@@ -1,0 +1,293 @@
+"""Every route x every kind of caller -> the status class it must get, on SQLite and PostgreSQL.
+
+``MATRIX`` has one row per route (method, path template as FastAPI lists it).
+``test_every_route_has_a_row`` enumerates ``app.routes`` and FAILS for a route
+without a row (and for a row whose route is gone), so a new route cannot ship
+without saying who may call it. ``test_role_matrix`` then sends each row's
+request as each caller to the real app and checks the status class:
+
+- ``OK``: any 2xx;
+- ``401``: no credential or the wrong kind (a gateway key on a people route);
+- ``403``: a valid credential whose role may not do this;
+- ``404``: the resource is on a site outside the caller's scope.
+
+Callers: ``anonymous`` (no header), one person per role scoped to site A
+(``guard``, ``technician``, ``supervisor``, ``customer``; ``admin`` is not scoped),
+``gateway`` (site A's gateway API key) and ``outsider``: a person of site B
+holding the role the row names in ``outsider_role`` (by default the first of
+supervisor, technician, customer, guard that the route admits), so the cell
+tests site scope rather than the role check.
+
+Adding a route: append a row with :func:`people` (people routes) or explicit
+``expect`` and a ``call`` that builds a request that SUCCEEDS for an allowed
+caller on site A (``m.site_a``, ``m.unique`` for names that must not collide).
+See /work/coord/api.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+from cloudtest import (
+    SERVER_KEY,
+    SERVER_NOW,
+    World,
+    frame_item,
+    make_batch,
+    make_frame,
+    make_settings,
+)
+from fastapi.routing import iter_route_contexts
+from sqlalchemy import select
+
+from cloud_api.app import create_app
+from cloud_api.auth.passwords import hash_password
+from cloud_api.auth.tokens import issue_token, signing_key
+from cloud_api.db import session_scope
+from cloud_api.models import Role, Site, User, UserSite
+from patrol_protocol.frames import Sos
+
+OK: Literal["ok"] = "ok"
+Expect = Literal["ok", 401, 403, 404]
+CALLERS = (
+    "anonymous",
+    "guard",
+    "technician",
+    "supervisor",
+    "customer",
+    "admin",
+    "gateway",
+    "outsider",
+)
+SCOPED_ROLES = (Role.SUPERVISOR, Role.TECHNICIAN, Role.CUSTOMER, Role.GUARD)
+PASSWORD = "matrix password 2026"
+PASSWORD_HASH = hash_password(PASSWORD)  # once: argon2 per user would dominate the run
+
+
+@dataclass
+class Matrix:
+    """The provisioned world the calls are built against."""
+
+    world: World
+    site_a: int
+    site_b: int
+    counter: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+
+    @property
+    def unique(self) -> str:
+        """A fresh suffix for names that must not collide between cells."""
+        return f"m{next(self.counter)}"
+
+    def next_seq(self) -> int:
+        return next(self.counter)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request that succeeds for an allowed caller."""
+
+    path_params: dict[str, Any] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    form: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    expect: dict[str, Expect]
+    call: Callable[[Matrix], Call] = lambda _m: Call()
+    outsider_role: Role | None = None
+    """Role of the site-B person in the ``outsider`` cell (default: see module doc)."""
+
+
+def people(*allowed: Role, outsider: Expect = 404) -> dict[str, Expect]:
+    """A people route: ``allowed`` roles (admin always) OK, other roles 403, no person 401.
+
+    ``outsider`` is what a site-B person with an allowed role gets (404 for a
+    site-scoped resource, OK for one that is not).
+    """
+    ok = {*allowed, Role.ADMIN}
+    expect: dict[str, Expect] = {"anonymous": 401, "gateway": 401, "outsider": outsider}
+    for role in Role:
+        expect[role.value] = OK if role in ok else 403
+    return expect
+
+
+def public() -> dict[str, Expect]:
+    return dict.fromkeys(CALLERS, OK)
+
+
+def gateway_only() -> dict[str, Expect]:
+    expect: dict[str, Expect] = dict.fromkeys(CALLERS, 401)
+    expect["gateway"] = OK
+    return expect
+
+
+def _ingest_call(m: Matrix) -> Call:
+    return Call(json=make_batch(frame_item(1, make_frame(Sos(trigger=1), seq=m.next_seq()))))
+
+
+def _events_call(m: Matrix) -> Call:
+    return Call(query={"site_id": m.site_a})
+
+
+def _site_call(m: Matrix) -> Call:
+    return Call(path_params={"site_id": m.site_a})
+
+
+# ---------------------------------------------------------------- the table
+
+MATRIX: dict[tuple[str, str], Row] = {
+    # health, the API description and login: public
+    ("GET", "/healthz"): Row(public()),
+    ("GET", "/openapi.json"): Row(public()),
+    ("GET", "/docs"): Row(public()),
+    ("GET", "/docs/oauth2-redirect"): Row(public()),
+    ("GET", "/redoc"): Row(public()),
+    ("POST", "/api/v1/auth/token"): Row(
+        public(), lambda _m: Call(form={"username": "supervisor", "password": PASSWORD})
+    ),
+    ("GET", "/api/v1/auth/me"): Row(
+        people(Role.GUARD, Role.TECHNICIAN, Role.SUPERVISOR, Role.CUSTOMER, outsider=OK)
+    ),
+    # ingest: gateways only
+    ("POST", "/api/v1/ingest"): Row(gateway_only(), _ingest_call),
+    # events: guards (own), supervisors and customers of the site, admins
+    ("GET", "/api/v1/events"): Row(
+        people(Role.GUARD, Role.SUPERVISOR, Role.CUSTOMER), _events_call
+    ),
+    ("GET", "/api/v1/events.csv"): Row(
+        people(Role.GUARD, Role.SUPERVISOR, Role.CUSTOMER), _events_call
+    ),
+    # the hash chain: the site's supervisors and customers, admins
+    ("GET", "/api/v1/sites/{site_id}/chain"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _site_call
+    ),
+    ("GET", "/api/v1/sites/{site_id}/chain/verify"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _site_call
+    ),
+    ("POST", "/api/v1/sites/{site_id}/chain/verify"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _site_call
+    ),
+    # devices: technicians and supervisors of the device's site, admins
+    ("GET", "/api/v1/devices/{device_id}/sequence"): Row(
+        people(Role.TECHNICIAN, Role.SUPERVISOR),
+        lambda _m: Call(path_params={"device_id": "0000a001"}),
+    ),
+    # provisioning (cloud-store): admins only for now
+    ("POST", "/api/v1/sites"): Row(
+        people(outsider=403), lambda m: Call(json={"name": f"Site {m.unique}"})
+    ),
+    ("POST", "/api/v1/gateways"): Row(
+        people(outsider=403),
+        lambda m: Call(json={"gateway_id": f"gw-{m.unique}", "site_id": m.site_a}),
+    ),
+    ("POST", "/api/v1/wearables"): Row(
+        people(outsider=403),
+        lambda m: Call(json={"device_id": f"{m.next_seq():08x}", "site_id": m.site_a}),
+    ),
+}
+
+# ---------------------------------------------------------------- machinery
+
+
+def _app_routes(db_path: str) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves, API routes and the docs alike (HEAD mirrors GET)."""
+    app = create_app(make_settings(f"sqlite:///{db_path}"))
+    return {
+        (method, route.path)
+        for route in iter_route_contexts(app.routes)
+        for method in route.methods or ()
+        if method != "HEAD"
+    }
+
+
+def test_every_route_has_a_row(tmp_path: Any) -> None:
+    routes = _app_routes(str(tmp_path / "routes.sqlite"))
+    missing = sorted(routes - set(MATRIX))
+    stale = sorted(set(MATRIX) - routes)
+    assert not missing, f"routes without a row in MATRIX (add them): {missing}"
+    assert not stale, f"rows in MATRIX for routes that no longer exist: {stale}"
+    for key, row in MATRIX.items():
+        assert set(row.expect) == set(CALLERS), f"{key}: expectations for {set(CALLERS)}"
+
+
+def _outsider_role(row: Row) -> Role:
+    if row.outsider_role is not None:
+        return row.outsider_role
+    for role in SCOPED_ROLES:
+        if row.expect[role.value] == OK:
+            return role
+    return Role.SUPERVISOR
+
+
+def _tokens(world: World, site_a: int, site_b: int) -> dict[str, str]:
+    """A user and access token per role on site A, and a site-B user per scoped role."""
+    key = signing_key(SERVER_KEY)
+    tokens: dict[str, str] = {}
+    with session_scope(world.engine) as session:
+        for name, role, site in [
+            *((role.value, role, site_a) for role in SCOPED_ROLES),
+            ("admin", Role.ADMIN, None),
+            *((f"outsider-{role.value}", role, site_b) for role in SCOPED_ROLES),
+        ]:
+            user = User(username=name, password_hash=PASSWORD_HASH, role=role.value)
+            session.add(user)
+            session.flush()
+            if site is not None:
+                session.add(UserSite(user_id=user.id, site_id=site))
+            tokens[name], _ = issue_token(
+                key, user_id=user.id, username=name, role=role.value, now=SERVER_NOW, ttl_s=900
+            )
+    return tokens
+
+
+def _status_class(status: int) -> Expect | int:
+    if 200 <= status < 300:
+        return OK
+    return status
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX), ids=lambda key: f"{key[0]} {key[1]}")
+def test_role_matrix(world: World, route: tuple[str, str]) -> None:
+    method, template = route
+    row = MATRIX[route]
+    with session_scope(world.engine) as session:
+        site_a = session.scalars(select(Site.id).where(Site.name == "Harbour depot")).one()
+        site_b = session.scalars(select(Site.id).where(Site.name == "Other site")).one()
+    # One accepted frame, so per-device reports exist.
+    world.results(frame_item(1, make_frame(Sos(trigger=1), seq=1)))
+    tokens = _tokens(world, site_a, site_b)
+    m = Matrix(world, site_a, site_b)
+    outsider = f"outsider-{_outsider_role(row).value}"
+    headers_of = {
+        "anonymous": {},
+        "gateway": {"Authorization": f"Bearer {world.api_key}"},
+        "outsider": {"Authorization": f"Bearer {tokens[outsider]}"},
+        **{
+            role.value: {"Authorization": f"Bearer {tokens[role.value]}"}
+            for role in (*SCOPED_ROLES, Role.ADMIN)
+        },
+    }
+    got: dict[str, Expect | int] = {}
+    bodies: dict[str, str] = {}
+    for caller in CALLERS:
+        call = row.call(m)
+        response = world.client.request(
+            method,
+            template.format(**call.path_params),
+            params=call.query,
+            json=call.json,
+            data=call.form,
+            headers=headers_of[caller],
+        )
+        got[caller] = _status_class(response.status_code)
+        bodies[caller] = response.text[:200]
+        if response.status_code >= 400:
+            assert response.headers["content-type"] == "application/problem+json", caller
+    wrong = {c: (row.expect[c], got[c], bodies[c]) for c in CALLERS if got[c] != row.expect[c]}
+    assert not wrong, f"{method} {template}: caller -> (expected, got, body): {wrong}"
