@@ -407,18 +407,23 @@ def mosquitto_config(
     tls_port: Annotated[int, typer.Option(help="TLS listener")] = 8883,
     persistence_dir: Annotated[Path, typer.Option()] = Path("/var/lib/mosquitto"),
     gateway_user: Annotated[
-        str | None, typer.Option(help="The agent's MQTT user (default: mqtt_username setting)")
+        str | None,
+        typer.Option(help="The agent's MQTT user (default: mqtt_username, else gateway_id)"),
     ] = None,
+    local_gateway_password: Annotated[
+        bool,
+        typer.Option(
+            help="Make the gateway's MQTT password here (kept in gateway-mqtt-password, "
+            "0600) instead of using the account the cloud issued at provisioning"
+        ),
+    ] = False,
     owner: Annotated[
         str | None, typer.Option(help="Give passwd and acl to this user (e.g. mosquitto)")
     ] = None,
 ) -> None:
     """Fetch the site's devices from the cloud and write the Mosquitto files."""
     settings = _settings()
-    user = gateway_user or settings.mqtt_username
-    if not user:
-        errors.print("[bold red]error:[/] set mqtt_username (or --gateway-user)")
-        raise typer.Exit(EXIT_CONFIG)
+    user = gateway_user or settings.mqtt_username or settings.gateway_id
     tls_parts = (tls_ca, tls_cert, tls_key)
     if any(tls_parts) and not all(tls_parts):
         errors.print("[bold red]error:[/] TLS needs --tls-ca, --tls-cert and --tls-key together")
@@ -444,6 +449,7 @@ def mosquitto_config(
             tls_port=tls_port,
             persistence_dir=persistence_dir,
             owner=uid_gid,
+            local_gateway_password=local_gateway_password,
         )
     except (MosquittoSetupError, OSError, ValueError) as exc:
         errors.print(f"[bold red]error:[/] {exc}")
@@ -458,10 +464,16 @@ def mosquitto_config(
         ("ACL", written.acl),
         ("agent's MQTT password (0600)", written.gateway_password),
     ):
-        console.print(f"  {label}: {path}")
+        if path is not None:
+            console.print(f"  {label}: {path}")
+    where = (
+        f"from {written.gateway_password}"
+        if written.gateway_password is not None
+        else "to the password shown when the gateway was provisioned"
+    )
     console.print(
         f"next: include {written.conf} from /etc/mosquitto/conf.d, restart mosquitto, and set "
-        f"PATROL_EDGE_MQTT_PASSWORD from {written.gateway_password.name}"
+        f"PATROL_EDGE_MQTT_USERNAME={written.gateway_user} and PATROL_EDGE_MQTT_PASSWORD {where}"
         + ("" if os.geteuid() == 0 else " (run as root to install under /etc)")
     )
 

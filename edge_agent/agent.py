@@ -154,9 +154,7 @@ class EdgeAgent:
             )
             return
         self.metrics_server.start()
-        _log.info(
-            "/healthz and /metrics on http://%s:%d", s.metrics_host, self.metrics_server.port
-        )
+        _log.info("/healthz and /metrics on http://%s:%d", s.metrics_host, self.metrics_server.port)
 
     def health(self) -> Health:
         """A health snapshot now (what /healthz serves)."""

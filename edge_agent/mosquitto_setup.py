@@ -5,13 +5,13 @@ password hashes; it exports them as a Mosquitto password file and ACL
 (``GET /api/v1/gateway/mosquitto``, gateway API key; see /work/coord/notes.md
 for the contract). This module fetches that export and writes, atomically:
 
-- ``passwd``: the cloud's device lines plus the gateway's own line. The gateway's
-  MQTT password is made **here**, on the Pi (32 random bytes), hashed like
-  ``mosquitto_passwd`` does (``$7$``: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte
-  salt) and kept in ``gateway-mqtt-password`` (mode 0600) for the agent
-  (``PATROL_EDGE_MQTT_PASSWORD``): that secret never leaves the gateway.
-  An existing password file is reused, so rerunning the command keeps the agent's
-  login working;
+- ``passwd``: the cloud's lines (stored ``$7$`` hashes, never passwords). The
+  gateway's own account is the one the cloud issued at provisioning (its password
+  was shown once, for ``PATROL_EDGE_MQTT_PASSWORD``); with
+  ``local_gateway_password`` the gateway's line is instead made **here**, on the
+  Pi (32 random bytes, hashed like ``mosquitto_passwd``: ``$7$``, PBKDF2-HMAC-SHA512,
+  101 iterations, 12-byte salt) and the password kept in ``gateway-mqtt-password``
+  (mode 0600), so that secret never leaves the gateway; rerunning reuses it;
 - ``acl``: the cloud's ACL, with the gateway's line for its own user;
 - ``patrol-site.conf``: :func:`edge_agent.broker.mosquitto_conf` sized for the
   number of devices (``max_queued_messages``), with the TLS listener when a CA,
@@ -73,7 +73,8 @@ class WrittenFiles:
     conf: Path
     passwd: Path
     acl: Path
-    gateway_password: Path
+    gateway_password: Path | None
+    """Set when the gateway's password was made here (``local_gateway_password``)."""
     devices: int
     gateway_user: str
 
@@ -116,7 +117,7 @@ def fetch_export(settings: EdgeSettings, *, timeout_s: float = 30.0) -> SiteAuth
     return export
 
 
-def _device_lines(export: SiteAuthExport, gateway_user: str) -> list[str]:
+def _passwd_lines(export: SiteAuthExport) -> list[str]:
     lines: list[str] = []
     for number, line in enumerate(export.password_file.splitlines(), start=1):
         line = line.strip()
@@ -126,8 +127,6 @@ def _device_lines(export: SiteAuthExport, gateway_user: str) -> list[str]:
             raise MosquittoSetupError(
                 f"password_file line {number} is not 'user:$7$...' (hash not shown)"
             )
-        if line.split(":", 1)[0] == gateway_user:
-            continue  # the gateway's own line is made here
         lines.append(line)
     return lines
 
@@ -158,22 +157,34 @@ def write_site_files(
     persistence_dir: Path = Path("/var/lib/mosquitto"),
     max_inflight_messages: int = DEFAULT_MAX_INFLIGHT_MESSAGES,
     owner: tuple[int, int] | None = None,
+    local_gateway_password: bool = False,
 ) -> WrittenFiles:
-    """Write passwd, acl, the gateway password and the broker configuration into ``out_dir``.
+    """Write passwd, acl (and with ``local_gateway_password`` the gateway's password) and
+    the broker configuration into ``out_dir``.
 
     ``owner`` (uid, gid) is applied to passwd and acl (Mosquitto reads them after it
     drops root); the gateway password file stays with the caller, mode 0600.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    device_lines = _device_lines(export, gateway_user)
-    devices = sum(1 for line in device_lines if _DEVICE_USER.fullmatch(line.split(":", 1)[0]))
-    password_path = out_dir / GATEWAY_PASSWORD_FILE
-    if password_path.is_file() and password_path.read_text().strip():
-        password = password_path.read_text().strip()
-    else:
-        password = secrets.token_urlsafe(GATEWAY_PASSWORD_BYTES)
-        _write_atomic(password_path, password + "\n", 0o600, None)
-    passwd_lines = [f"{gateway_user}:{hash_password(password)}", *device_lines]
+    lines = _passwd_lines(export)
+    users = [line.split(":", 1)[0] for line in lines]
+    devices = sum(1 for user in users if _DEVICE_USER.fullmatch(user))
+    password_path: Path | None = None
+    if local_gateway_password:
+        password_path = out_dir / GATEWAY_PASSWORD_FILE
+        if password_path.is_file() and password_path.read_text().strip():
+            password = password_path.read_text().strip()
+        else:
+            password = secrets.token_urlsafe(GATEWAY_PASSWORD_BYTES)
+            _write_atomic(password_path, password + "\n", 0o600, None)
+        lines = [line for line, user in zip(lines, users, strict=True) if user != gateway_user]
+        lines.insert(0, f"{gateway_user}:{hash_password(password)}")
+    elif gateway_user not in users:
+        raise MosquittoSetupError(
+            f"the cloud has no MQTT account {gateway_user!r} for this site: provision the "
+            "gateway's broker account, or make one here with --local-gateway-password"
+        )
+    passwd_lines = lines
     passwd_path = out_dir / PASSWD_FILE
     _write_atomic(passwd_path, "\n".join(passwd_lines) + "\n", 0o600, owner)
 

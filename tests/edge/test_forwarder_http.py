@@ -6,17 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import http.server
-import ipaddress
 import threading
 from pathlib import Path
 
 import httpx
 import pytest
 from cloudserver import GATEWAY_ID, start_cloud
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from edgetest import tls_files
 from test_priorities import heartbeat
 
 from edge_agent.forwarder import (
@@ -161,52 +157,8 @@ def test_503_retry_after_is_honoured_and_the_queue_kept(tmp_path, header, expect
         server.server_close()
 
 
-def _tls_files(directory: Path) -> tuple[Path, Path, Path]:
-    """A private CA and a server certificate for 127.0.0.1 signed by it."""
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "patrol test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file, cert_file, key_file = (directory / n for n in ("ca.pem", "cert.pem", "key.pem"))
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ca_file, cert_file, key_file
-
-
 def test_https_verifies_the_cloud_against_the_configured_ca(tmp_path):
-    ca_file, cert_file, key_file = _tls_files(tmp_path)
+    ca_file, cert_file, key_file = tls_files(tmp_path)
     cloud = start_cloud(
         tmp_path,
         uvicorn_options={"ssl_certfile": str(cert_file), "ssl_keyfile": str(key_file)},
