@@ -58,6 +58,7 @@ from cloud_api.models import (
     ComplianceTargets,
     Device,
     Event,
+    Guard,
     Post,
     Site,
 )
@@ -75,7 +76,7 @@ TAP_EVERY_S = 120  # a guard walks two minutes between checkpoints
 P_MISSED, P_LATE = 0.02, 0.03
 P_OUT_OF_ZONE_SPELL, P_FLAT_RADIO = 0.05, 0.03  # per shift
 INSERT_CHUNK = 50_000
-GENERATOR_VERSION = 1  # bump when the generated data changes, so caches are rebuilt
+GENERATOR_VERSION = 2  # bump when the generated data changes, so caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,9 @@ def generate(posts: int, days: int, heartbeat_s: int, seed: int) -> Dataset:
     url = f"sqlite:///{path}"
     engine = make_engine(url)
     init_db(engine)
-    plan: list[tuple[int, int, int, list[int], int]] = []  # (site, post, gateway, cps, radio)
+    plan: list[
+        tuple[int, int, int, list[int], int, list[int]]
+    ] = []  # site, post, gw, cps, radio, guards
     with session_scope(engine) as s:
         for p in range(posts):
             if p % POSTS_PER_SITE == 0:
@@ -153,9 +156,14 @@ def generate(posts: int, days: int, heartbeat_s: int, seed: int) -> Dataset:
                     default_walk_s=60,
                 )
             )
+            guards = []
             for slot in range(3):
                 s.add(Device(kind="wearable", device_id=0xA0000000 + 4 * p + slot, site_id=site.id))
-            plan.append((site.id, post.id, gateway.id, cps, radio))
+                guard = Guard(site_id=site.id, name=f"Guard {p:03d}-{slot}")
+                s.add(guard)
+                s.flush()
+                guards.append(guard.id)
+            plan.append((site.id, post.id, gateway.id, cps, radio, guards))
     con = sqlite3.connect(path)
     con.execute("PRAGMA synchronous=OFF")
     device_pk = dict(con.execute("SELECT device_id, id FROM devices"))
@@ -208,10 +216,10 @@ def generate(posts: int, days: int, heartbeat_s: int, seed: int) -> Dataset:
         for slot in range(3):
             start = MONTH_START + timedelta(days=day, hours=SHIFT_HOURS * slot)
             end = start + timedelta(hours=SHIFT_HOURS)
-            for p, (site_id, post_id, gw, cps, radio) in enumerate(plan):
+            for p, (site_id, post_id, gw, cps, radio, guards) in enumerate(plan):
                 device = 0xA0000000 + 4 * p + slot
                 shift_rows.append(
-                    (site_id, post_id, device, device, _ts(start), _ts(end), now_text)
+                    (site_id, post_id, guards[slot], device, _ts(start), _ts(end), now_text)
                 )
                 out_at = (
                     start + timedelta(seconds=rng.randrange(SHIFT_HOURS * 3600))
@@ -287,13 +295,13 @@ def _window(ds: Dataset) -> tuple[datetime, datetime]:
 
 
 def read_rows(engine: Engine, ds: Dataset) -> tuple[int, float]:
-    """Baseline: fetch exactly the evidence rows the scorer reads, through SQLAlchemy Core."""
+    """Baseline: fetch exactly the evidence rows the scorer reads (SQLAlchemy Core, typed)."""
     start, end = _window(ds)
     margin = timedelta(seconds=store.EVIDENCE_MARGIN_S)
     began = time.perf_counter()
     n = 0
-    with Session(engine) as s:
-        result = s.execute(
+    with engine.connect() as conn:
+        result = conn.execute(
             select(Event.device_id, *store.EVIDENCE_COLUMNS)
             .where(
                 Event.kind.in_(store.EVIDENCE_KINDS),

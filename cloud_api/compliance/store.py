@@ -67,6 +67,7 @@ from cloud_api.models import (
     DeviceKind,
     Event,
     Gateway,
+    Guard,
     Post,
     Site,
 )
@@ -594,7 +595,8 @@ def score_window(
             )
         ):
             adverts.setdefault(dev, []).append((adv_id, at, gw_site))
-        stream = session.execute(
+        # Core rows straight from the connection: no ORM processing per row.
+        stream = session.connection().execute(
             select(Event.device_id, *EVIDENCE_COLUMNS)
             .where(
                 Event.device_id.in_(chunk),
@@ -952,10 +954,13 @@ def create_shift(
     start: datetime,
     end: datetime,
 ) -> ComplianceShift:
-    """A planned shift (validated: the post exists, times aware, end after start)."""
+    """A planned shift (validated: the post and an active guard exist, end after start)."""
     post = session.get(Post, post_id)
     if post is None:
         raise ComplianceError(f"no post {post_id}")
+    guard = session.get(Guard, guard_id)
+    if guard is None or guard.disabled_at is not None:
+        raise ComplianceError(f"no guard {guard_id}")
     try:
         Shift(0, guard_id, post_id, device_id, start, end)
     except ValueError as exc:

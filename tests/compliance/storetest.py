@@ -24,7 +24,7 @@ from cloud_api.app import create_app
 from cloud_api.compliance.store import create_shift
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import make_engine, session_scope
-from cloud_api.models import CompliancePlan, ComplianceTargets
+from cloud_api.models import CompliancePlan, ComplianceTargets, Guard
 from cloud_api.provisioning import (
     create_checkpoint,
     create_gateway,
@@ -52,7 +52,6 @@ DEVICE = 0x0000A001
 DEVICE_KEY = bytes(range(32))
 SHIFT_START = datetime(2026, 11, 24, 21, 0, tzinfo=UTC)  # 22:00 in Berlin
 SHIFT_END = SHIFT_START + timedelta(hours=3)
-GUARD = 7
 UIDS = {name: bytes.fromhex(f"04aabbccdd00{i:02x}") for i, name in enumerate("ABC", 1)}
 META_KEY = bytes(range(200, 216))
 FILE_KEY = bytes(range(216, 232))
@@ -88,6 +87,7 @@ class Depot:
     post_id: int
     checkpoints: dict[str, int]
     plan_id: int
+    guard_id: int
     seq: int = 0
     gw_seq: int = 0
     counters: dict[str, int] = field(default_factory=dict)
@@ -153,12 +153,12 @@ class Depot:
             self.heartbeat(SHIFT_START + timedelta(minutes=m)) for m in range(start_min, end_min, 5)
         ]
 
-    def shift(self, *, guard_id: int = GUARD, post_id: int | None = None) -> int:
+    def shift(self, *, guard_id: int | None = None, post_id: int | None = None) -> int:
         with session_scope(self.engine) as s:
             row = create_shift(
                 s,
                 post_id=post_id or self.post_id,
-                guard_id=guard_id,
+                guard_id=guard_id or self.guard_id,
                 device_id=DEVICE,
                 start=SHIFT_START,
                 end=SHIFT_END,
@@ -202,7 +202,9 @@ def depot(db_url: str, **overrides: Any) -> Iterator[Depot]:
                 windows=[{"weekdays": list(range(7)), "start": "00:00", "end": "00:00"}],
             )
             s.add(plan)
+            guard = Guard(site_id=site.id, name="Night guard")
+            s.add(guard)
             s.flush()
-            ids = (site.id, post.id, plan.id)
-        yield Depot(client, engine, api_key, ids[0], ids[1], cps, ids[2])
+            ids = (site.id, post.id, plan.id, guard.id)
+        yield Depot(client, engine, api_key, ids[0], ids[1], cps, ids[2], ids[3])
     engine.dispose()

@@ -136,7 +136,9 @@ def test_workflow_deductions_count_and_scores_go_to_the_outbox(db_url: str) -> N
         assert before is not None and after == before + 1
         lines = rows[-1].splitlines()
         assert len(lines) == 4  # the score and its three rounds
-        assert lines[0].startswith(f"compliance,guard=7,period=shift,post={site.post_id}")
+        assert lines[0].startswith(
+            f"compliance,guard={site.guard_id},period=shift,post={site.post_id}"
+        )
         assert "score=96" in lines[0]
 
 
@@ -161,9 +163,11 @@ def test_two_shifts_of_one_guard_at_two_posts_overlap(site: Depot) -> None:
     assert RuleId.TWO_POSTS in [x.rule_id for x in b.score.breaches]
 
 
-def test_unknown_shift_is_an_error(site: Depot) -> None:
+def test_unknown_shift_and_unknown_guard_are_errors(site: Depot) -> None:
     with session_scope(site.engine) as s, pytest.raises(store.ComplianceError, match="no shift"):
         store.score_shift_row(s, 999, now=now(), hooks=store.Hooks())
+    with pytest.raises(store.ComplianceError, match="no guard 999"):
+        site.shift(guard_id=999)
 
 
 def test_scoring_a_window_in_bulk_gives_the_one_shift_scores(site: Depot) -> None:
