@@ -4,7 +4,7 @@ Both take the same filters: site, wearable, kind and a half-open device-time
 range ``[since, until)``. Scope: an event belongs to the site of the gateway that
 relayed it (the site whose hash chain holds it). Admins see every site;
 supervisors and customers their own sites; guards only the events of the
-wearables assigned to them (:func:`guard_device_ids`). A ``site_id`` outside
+wearables they wore, while they wore them (:func:`worn_by`). A ``site_id`` outside
 the caller's scope is 404, like a missing site.
 
 Pages are newest first and keyset-paginated by an opaque cursor, so a page
@@ -20,7 +20,7 @@ import binascii
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
-from sqlalchemy import ColumnElement, Row, Select, false, select
+from sqlalchemy import ColumnElement, Row, Select, false, or_, select
 from sqlalchemy.orm import Session
 
 from cloud_api.api.deps import (
@@ -41,7 +41,7 @@ from cloud_api.api.deps import (
     visible_site,
 )
 from cloud_api.api.problems import invalid, problem_responses
-from cloud_api.models import Event, Gateway, Role
+from cloud_api.models import Event, Gateway, Guard, Role, WearableAssignment
 from patrol_protocol.errors import ProtocolError
 from patrol_protocol.frames import Kind
 from patrol_protocol.ids import device_id_text, parse_device_id
@@ -196,14 +196,29 @@ def event_filters(
 FiltersDep = Annotated[EventFilters, Depends(event_filters)]
 
 
-def guard_device_ids(session: Session, user_id: int | None) -> Sequence[int]:
-    """Wire ids of the wearables assigned to the guard ``user_id``.
+def worn_by(user_id: int | None) -> ColumnElement[bool]:
+    """Events of a wearable while the guard with login ``user_id`` wore it.
 
-    No assignment of wearables to guards is stored yet, so a guard sees no
-    events; once the data model links them, this is the one place to read it.
+    A wearable changes hands between shifts (``wearable_assignments``, a
+    half-open ``[started_at, ended_at)`` by device time), so a guard sees the
+    events of their own shifts and not those of the colleague who wore it before.
     """
-    del session, user_id
-    return ()
+    if user_id is None:
+        return false()
+    return (
+        select(WearableAssignment.id)
+        .join(Guard, Guard.id == WearableAssignment.guard_id)
+        .where(
+            Guard.user_id == user_id,
+            WearableAssignment.device_pk == Event.device_pk,
+            WearableAssignment.started_at <= Event.device_time,
+            or_(
+                WearableAssignment.ended_at.is_(None),
+                Event.device_time < WearableAssignment.ended_at,
+            ),
+        )
+        .exists()
+    )
 
 
 def _scope(
@@ -217,8 +232,7 @@ def _scope(
     elif not principal.all_sites:
         clauses.append(Gateway.site_id.in_(sorted(principal.site_ids)))
     if principal.role is Role.GUARD:
-        own = guard_device_ids(session, principal.user_id)
-        clauses.append(Event.device_id.in_(own) if own else false())
+        clauses.append(worn_by(principal.user_id))
     if filters.device_id is not None:
         clauses.append(Event.device_id == filters.device_id)
     if filters.kind is not None:
