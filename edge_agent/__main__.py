@@ -120,12 +120,12 @@ def run(
     )
     settings = _settings()
     log = logging.getLogger("edge_agent")
+    notifier = SystemdNotifier(unset_environment=True)  # children must not inherit it
     try:
         agent = EdgeAgent(settings)
     except QueueLockedError as exc:
         errors.print(f"[bold red]not started:[/] {exc}")
         raise typer.Exit(EXIT_UNHEALTHY) from None
-    notifier = SystemdNotifier()
     stop_requested = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -9,6 +9,11 @@ in ``systemctl status``, and ``STOPPING=1`` on the way out. A hung agent stops
 pinging and systemd kills and restarts it (``Restart=always``).
 
 Outside systemd (no ``$NOTIFY_SOCKET``) every call is a no-op returning False.
+
+The CLI removes ``$NOTIFY_SOCKET`` and the watchdog variables from its own
+environment once read (``unset_environment``, like sd_notify(3)'s flag): child
+processes such as ``timedatectl`` would otherwise inherit them and speak for the
+agent (a failing ``timedatectl`` sends ``ERRNO=...`` to the socket).
 """
 
 import logging
@@ -36,11 +41,17 @@ def _address(path: str) -> str:
 class SystemdNotifier:
     """Sends sd_notify messages to ``$NOTIFY_SOCKET`` (read once, at construction)."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        """``environ`` defaults to ``os.environ`` (tests pass their own)."""
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, *, unset_environment: bool = False
+    ) -> None:
+        """``environ`` defaults to ``os.environ`` (tests pass their own);
+        ``unset_environment`` then removes the systemd variables from ``os.environ``."""
         env = os.environ if environ is None else environ
         self.socket_path = env.get(NOTIFY_SOCKET_ENV) or None
         self.watchdog_interval_s = watchdog_interval_s(env)
+        if unset_environment:
+            for name in (NOTIFY_SOCKET_ENV, WATCHDOG_USEC_ENV, WATCHDOG_PID_ENV):
+                os.environ.pop(name, None)
         self._sock: socket.socket | None = None
         self._failed = False
         if self.socket_path is not None:
