@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from cloud_api import bulk
 from cloud_api.models import (
     AdvertObservation,
     ChainEntry,
@@ -139,7 +140,6 @@ _MOVE_HEAD = (
         updated_at=bindparam("b_updated_at"),
     )
 )
-_INSERT_ENTRIES = insert(_entries)
 
 
 def _create_head_if_missing(session: Session, site_id: int) -> None:
@@ -179,7 +179,7 @@ def append(session: Session, site_id: int, records: Sequence[ChainRecord]) -> He
                 "entry_hash": previous,
             }
         )
-    session.execute(_INSERT_ENTRIES, rows)
+    bulk.insert_many(session, _entries, rows).close()
     session.execute(
         _MOVE_HEAD,
         {"b_site_id": site_id, "b_length": position, "b_hash": previous, "b_updated_at": utcnow()},

@@ -16,24 +16,26 @@ import functools
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 from uuid import UUID
 
 import psycopg
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import JSON, Table, bindparam, or_, select, tuple_, update
+from sqlalchemy import Table, bindparam, or_, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from cloud_api import chain, sequences
+from cloud_api import bulk, chain, sequences
 from cloud_api.crypto_store import SecretBox
 from cloud_api.models import (
     AdvertObservation,
+    BeaconClock,
     Checkpoint,
     Device,
     DeviceKey,
@@ -50,6 +52,10 @@ from cloud_api.models import (
 from cloud_api.provisioning import device_key_context, tag_key_context
 from cloud_api.sink.outbox import OutboxBuffer
 from cloud_api.verify import (
+    FLAG_CLOCK_SKEW,
+    FLAG_DEVICE_CLOCK_UNSYNCED,
+    BeaconClockState,
+    DecodedFrame,
     FrameContext,
     KeyRef,
     Rejected,
@@ -57,9 +63,12 @@ from cloud_api.verify import (
     VerifiedFrame,
     VerifyPolicy,
     authenticate_frame,
+    decode_frame_item,
+    track_beacon_step,
     verify_advert_item,
     verify_frame_body,
 )
+from patrol_protocol.adverts import BeaconAdvert
 from patrol_protocol.batch import (
     AdvertItem,
     BatchItem,
@@ -71,7 +80,7 @@ from patrol_protocol.batch import (
     decode_b64_item,
 )
 from patrol_protocol.errors import ProtocolError
-from patrol_protocol.frames import BleVisit, Eviction, Kind, NfcScan, decode_body, decode_frame
+from patrol_protocol.frames import BleVisit, Eviction, NfcScan
 from patrol_protocol.limits import MAX_BATCH_ITEMS
 
 log = logging.getLogger(__name__)
@@ -110,6 +119,19 @@ class ParsedBatch:
     sent_at: datetime
     clock_synced: bool
     items: Sequence[BatchItem | MalformedItem]
+    decoded: Sequence[DecodedFrame | None] = ()
+    """Per item, the key-free decoding of a device frame (None for other items), done
+    by :func:`parse_batch` outside the database transaction; empty: not done yet."""
+
+
+def decode_items(items: Sequence[BatchItem | MalformedItem]) -> list[DecodedFrame | None]:
+    """:func:`~cloud_api.verify.decode_frame_item` of every device frame item."""
+    return [
+        decode_frame_item(functools.partial(decode_b64_item, item))
+        if isinstance(item, DeviceFrameItem)
+        else None
+        for item in items
+    ]
 
 
 class _Envelope(BaseModel):
@@ -137,6 +159,8 @@ def parse_batch(body: bytes) -> ParsedBatch:
 
     Raises :class:`BatchRejected` when the JSON or the envelope itself is unusable,
     or when an invalid item has no readable integer ``gw_seq`` to answer it by.
+    Device frames are decoded here too (:func:`decode_items`): the route parses
+    outside the database transaction, so that work never holds SQLite's write lock.
     """
     try:
         batch = IngestBatch.model_validate_json(body)
@@ -167,6 +191,7 @@ def parse_batch(body: bytes) -> ParsedBatch:
             sent_at=envelope.sent_at,
             clock_synced=envelope.clock_synced,
             items=items,
+            decoded=decode_items(items),
         )
     return ParsedBatch(
         gateway_id=batch.gateway_id,
@@ -174,6 +199,7 @@ def parse_batch(body: bytes) -> ParsedBatch:
         sent_at=batch.sent_at,
         clock_synced=batch.clock_synced,
         items=batch.items,
+        decoded=decode_items(batch.items),
     )
 
 
@@ -373,6 +399,12 @@ class DbKeyLookup:
             checkpoint_id=checkpoint_id,
         )
 
+    def checkpoint_ids(self) -> set[int | None]:
+        """The checkpoints of every tag and beacon looked up so far (for the outbox's posts)."""
+        return {t.checkpoint_id for t in self._tags.values() if t is not None} | set(
+            self._beacons.values()
+        )
+
     def beacon_checkpoint(self, beacon_id: int) -> int | None:
         if beacon_id not in self._beacons:
             self._beacons[beacon_id] = self._session.execute(
@@ -457,43 +489,115 @@ def _insert_ignore_many_statement(dialect: str) -> Any:
     )
 
 
-_EVENT_COLUMNS = [c.name for c in _events.columns if c.name != "id"]
-_JSON_COLUMNS = frozenset(c.name for c in _events.columns if isinstance(c.type, JSON))
-# Only our own schema's column names are interpolated: no outside text reaches the SQL.
-_PG_INSERT_EVENTS = (
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) VALUES ("  # noqa: S608
-    + ", ".join(f"%({c})s::json" if c in _JSON_COLUMNS else f"%({c})s" for c in _EVENT_COLUMNS)
-    + ") ON CONFLICT DO NOTHING RETURNING id, device_id, seq"
-)
+_EVENT_COLUMNS = tuple(c.name for c in _events.columns if c.name != "id")
+_NEXT_EVENT_ID = text("SELECT coalesce(max(id), 0) + 1 FROM events")
 
 
 def _insert_frames(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[int, int], int]:
     """Insert event rows, skipping conflicts; the new ids by (device_id, seq).
 
-    PostgreSQL: psycopg's pipelined ``executemany(..., returning=True)`` of one short
-    statement (SQLAlchemy's multi-row VALUES text is re-parsed by the driver for
-    every page, which cost more than the insert). JSON is serialised here first, so
-    a value that cannot be stored fails before anything reaches the server.
-    SQLite: SQLAlchemy's multi-row INSERT ... RETURNING.
+    One DBAPI ``executemany`` (:func:`cloud_api.bulk.insert_many`), never SQLAlchemy's
+    per-row parameter machinery, which cost more than the inserts.
+
+    PostgreSQL: ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, pipelined; a row a
+    concurrent transaction stored first returns nothing.
+    SQLite: the batch holds the database's one write lock from its first statement
+    (``BEGIN IMMEDIATE``, :func:`cloud_api.db.make_engine`), so the ids are
+    assigned here, from the highest one, and a plain ``executemany`` needs no
+    RETURNING. A conflict (a SUN counter stored by an earlier batch, or a writer
+    without that lock) rolls the attempt back to its savepoint and the rows go
+    through SQLAlchemy's ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` instead.
     """
     connection = session.connection()
-    if connection.dialect.name != "postgresql":
-        result = session.execute(_insert_ignore_many_statement(connection.dialect.name), rows)
-        return {(row.device_id, row.seq): row.id for row in result}
-    params = [
-        {c: json.dumps(v) if c in _JSON_COLUMNS else v for c, v in row.items()} for row in rows
+    if connection.dialect.name == "postgresql":
+        inserted: dict[tuple[int, int], int] = {}
+        cursor = bulk.insert_many(
+            session,
+            _events,
+            rows,
+            columns=_EVENT_COLUMNS,
+            suffix="ON CONFLICT DO NOTHING RETURNING id, device_id, seq",
+        )
+        with cursor:
+            while True:
+                for event_id, device_id, seq in cursor.fetchall():
+                    inserted[(device_id, seq)] = event_id
+                if not cursor.nextset():
+                    break
+        return inserted
+    try:
+        with session.begin_nested():
+            first_id: int = session.execute(_NEXT_EVENT_ID).scalar_one()
+            with_ids = [{"id": first_id + i, **row} for i, row in enumerate(rows)]
+            bulk.insert_many(session, _events, with_ids, columns=("id", *_EVENT_COLUMNS)).close()
+        return {(row["device_id"], row["seq"]): row["id"] for row in with_ids}
+    except sqlite3.IntegrityError:
+        pass  # answered row by row below
+    result = session.execute(_insert_ignore_many_statement(connection.dialect.name), rows)
+    return {(row.device_id, row.seq): row.id for row in result}
+
+
+_clocks = cast(Table, BeaconClock.__table__)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _from_ms(ms: int) -> datetime:
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
+def _load_clocks(
+    session: Session, beacon_pks: Sequence[int], *, lock: bool = False
+) -> dict[int, BeaconClockState | None]:
+    """The stored clocks of ``beacon_pks`` (None where a beacon has none yet)."""
+    query = select(_clocks).where(_clocks.c.device_pk.in_(sorted(beacon_pks)))
+    if lock:
+        query = query.order_by(_clocks.c.device_pk).with_for_update()
+    found: dict[int, BeaconClockState | None] = dict.fromkeys(beacon_pks)
+    for r in session.execute(query):
+        found[r.device_pk] = BeaconClockState(
+            offset_ms=r.offset_ms,
+            estimated_at_ms=_epoch_ms(r.estimated_at),
+            highest_step=r.highest_step,
+            highest_step_at_ms=_epoch_ms(r.highest_step_at),
+            samples=r.samples,
+            pending_offset_ms=r.pending_offset_ms,
+            pending_count=r.pending_count,
+        )
+    return found
+
+
+def _save_clocks(
+    session: Session, clocks: dict[int, BeaconClockState | None], now: datetime
+) -> None:
+    rows = [
+        {
+            "device_pk": pk,
+            "offset_ms": c.offset_ms,
+            "estimated_at": _from_ms(c.estimated_at_ms),
+            "highest_step": c.highest_step,
+            "highest_step_at": _from_ms(c.highest_step_at_ms),
+            "samples": c.samples,
+            "pending_offset_ms": c.pending_offset_ms,
+            "pending_count": c.pending_count,
+            "updated_at": now,
+        }
+        for pk, c in sorted(clocks.items())
+        if c is not None
     ]
-    driver = connection.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
-    inserted: dict[tuple[int, int], int] = {}
-    with driver.cursor() as cursor:
-        cursor.executemany(_PG_INSERT_EVENTS, params, returning=True)
-        while True:
-            for event_id, device_id, seq in cursor.fetchall():
-                inserted[(device_id, seq)] = event_id
-            if not cursor.nextset():
-                break
-    return inserted
+    dialect = session.get_bind().dialect.name
+    stmt: Any = postgresql.insert(_clocks) if dialect == "postgresql" else sqlite.insert(_clocks)
+    excluded = stmt.excluded
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[_clocks.c.device_pk],
+            set_={c: excluded[c] for c in rows[0] if c != "device_pk"},
+        ),
+        rows,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,6 +635,9 @@ class _BatchIngest:
         self.session = session
         self.gateway = gateway
         self.batch = batch
+        self.decoded: Sequence[DecodedFrame | None] = (
+            batch.decoded if len(batch.decoded) == len(batch.items) else decode_items(batch.items)
+        )
         self.keys = DbKeyLookup(session, box)
         self.policy = policy
         self.now = now
@@ -545,6 +652,11 @@ class _BatchIngest:
         self.outbox_rows: list[tuple[int, Callable[[dict[str, Any]], None], dict[str, Any]]] = []
         self._index = 0
         self.device_seqs: dict[int, sequences.DeviceBatch] = {}
+        # Beacon clocks (by beacon device pk) as this batch's adverts move them, and the
+        # accepted observations to fold into the stored clocks at the end (_store_clocks).
+        self.beacon_clocks: dict[int, BeaconClockState | None] = {}
+        self.beacon_seen: list[tuple[int, int, int, int]] = []  # (index, pk, step, ref ms)
+        self.results: list[ItemResult] = []
         # InfluxDB points of what this batch accepts, one outbox row in this transaction.
         self.outbox = (
             OutboxBuffer(session, site_id=gateway.site_id, gateway_id=gateway.gateway_id)
@@ -554,7 +666,7 @@ class _BatchIngest:
 
     def run(self) -> IngestResponse:
         self._prefetch()
-        results = []
+        results = self.results
         for index, item in enumerate(self.batch.items):
             self._index = index
             results.append(self._one(item))
@@ -672,8 +784,13 @@ class _BatchIngest:
         raise Rejected("seq_conflict", f"{key} is already stored with different bytes", key=key)
 
     def _device_frame(self, item: DeviceFrameItem) -> ItemResult:
-        raw = self._decode(item)
-        auth = authenticate_frame(raw, keys=self.keys)
+        decoded = self.decoded[self._index]
+        assert decoded is not None  # decode_items decodes every device frame item
+        if decoded.error is not None:
+            raise Rejected.from_protocol(decoded.error)
+        assert decoded.raw is not None
+        raw = decoded.raw
+        auth = authenticate_frame(raw, keys=self.keys, decoded=decoded)
         header = auth.frame.header
         key = auth.frame.idempotency_key
         stored = self.stored_frames.get((header.device_id, header.seq))
@@ -686,7 +803,20 @@ class _BatchIngest:
             server_now=self.now,
             gateway_site_id=self.gateway.site_id,
         )
-        verified = verify_frame_body(auth, keys=self.keys, ctx=ctx, policy=self.policy)
+        verified = verify_frame_body(
+            auth, keys=self.keys, ctx=ctx, policy=self.policy, decoded=decoded
+        )
+        if (
+            verified.beacon_pk is not None
+            and verified.beacon_step is not None
+            and FLAG_DEVICE_CLOCK_UNSYNCED not in verified.flags
+            and FLAG_CLOCK_SKEW not in verified.flags
+        ):  # the wearable's signed, synced time is when it heard the advert
+            flags = self._beacon_step(
+                verified.beacon_pk, verified.beacon_step, verified.device_time, key
+            )
+            if flags:
+                verified = dataclasses.replace(verified, flags=(*verified.flags, *flags))
         tag_read = (verified.nfc_tag_id, verified.sun_read_counter)
         if tag_read in self.pending_tag_reads:  # the same SUN twice in this batch
             raise self._replayed(verified, key)
@@ -717,7 +847,7 @@ class _BatchIngest:
         try:
             with self.session.begin_nested():
                 inserted = _insert_frames(self.session, [p.row for p in self.pending])
-        except (DBAPIError, psycopg.Error):
+        except (DBAPIError, psycopg.Error, sqlite3.Error):
             raise  # the database failed: nothing is final, the gateway retries the batch
         except Exception:
             # A row the driver refuses (a bug of ours): one by one, refusing only that one.
@@ -770,28 +900,30 @@ class _BatchIngest:
         keys: set[tuple[int, int]] = set()
         uids: set[bytes] = set()
         beacon_ids: set[int] = set()  # a guess from the advert bytes; verified later
-        for item in self.batch.items:
-            if isinstance(item, DeviceFrameItem):
-                try:
-                    frame = decode_frame(decode_b64_item(item))
-                except ProtocolError:
-                    continue  # answered item by item
-                header = frame.header
-                frames.add((header.device_id, header.seq))
-                keys.add((header.device_id, header.key_id))
-                if header.kind in (Kind.NFC_SCAN, Kind.BLE_VISIT):
-                    try:
-                        body = decode_body(header.kind, frame.body)
-                    except ProtocolError:
-                        continue
-                    if isinstance(body, NfcScan):
-                        uids.add(body.uid)
-                    elif isinstance(body, BleVisit) and len(body.adv) >= _BEACON_ID_END:
-                        beacon_ids.add(int.from_bytes(body.adv[3:_BEACON_ID_END], "big"))
-        self.stored_frames = _stored_frames(self.session, frames)
+        beacon_keys: set[tuple[int, int]] = set()
+        for decoded in self.decoded:
+            if decoded is None or decoded.frame is None:
+                continue  # not a frame, or answered item by item
+            header = decoded.frame.header
+            frames.add((header.device_id, header.seq))
+            keys.add((header.device_id, header.key_id))
+            body = decoded.body
+            if isinstance(body, NfcScan):
+                uids.add(body.uid)
+            elif isinstance(body, BleVisit) and len(body.adv) >= _BEACON_ID_END:
+                beacon_id = int.from_bytes(body.adv[3:_BEACON_ID_END], "big")
+                beacon_ids.add(beacon_id)
+                beacon_keys.add((beacon_id, body.adv[2]))
+        highest = sequences.highest_seqs(self.session, (device_id for device_id, _ in frames))
+        self.stored_frames = _stored_frames(
+            self.session, {(d, seq) for d, seq in frames if seq <= highest.get(d, 0)}
+        )
         self.keys.preload_device_keys(DeviceKind.WEARABLE, keys)
+        self.keys.preload_device_keys(DeviceKind.BEACON, beacon_keys)
         self.keys.preload_tags(uids)
         self.keys.preload_beacons(beacon_ids)
+        if self.outbox is not None:
+            self.outbox.preload_posts({cp for cp in self.keys.checkpoint_ids() if cp is not None})
 
     def _seal(self) -> None:
         """Chain head first, then tags and wearables in id order: one lock order for every
@@ -808,6 +940,45 @@ class _BatchIngest:
                 [{"tag_pk": pk, "counter": counters[pk]} for pk in sorted(counters)],
             )
         sequences.record_batch(self.session, self.device_seqs)
+        self._store_clocks()
+
+    def _beacon_step(self, beacon_pk: int, step: int, heard_at: datetime, key: str) -> list[str]:
+        """Check a verified beacon step against the beacon's clock (see
+        :func:`~cloud_api.verify.track_beacon_step`); its flags, or Rejected for a replay."""
+        if beacon_pk not in self.beacon_clocks:
+            self.beacon_clocks.update(_load_clocks(self.session, [beacon_pk]))
+        reference_ms = _epoch_ms(heard_at)
+        check = track_beacon_step(
+            self.beacon_clocks.get(beacon_pk),
+            step=step,
+            reference_ms=reference_ms,
+            policy=self.policy,
+            key=key,
+        )
+        self.beacon_clocks[beacon_pk] = check.clock
+        self.beacon_seen.append((self._index, beacon_pk, step, reference_ms))
+        return list(check.flags)
+
+    def _store_clocks(self) -> None:
+        """Fold the accepted adverts into the stored beacon clocks, rows locked in pk order.
+
+        The checks above ran on the clocks as the batch began; here they are read again
+        under lock (a concurrent batch may have moved them) and the batch's accepted
+        observations are replayed onto them in item order, so no update is lost.
+        """
+        seen = [s for s in self.beacon_seen if self.results[s[0]].status == "accepted"]
+        if not seen:
+            return
+        pks = sorted({pk for _, pk, _, _ in seen})
+        clocks = _load_clocks(self.session, pks, lock=True)
+        for _index, pk, step, reference_ms in seen:
+            try:
+                clocks[pk] = track_beacon_step(
+                    clocks.get(pk), step=step, reference_ms=reference_ms, policy=self.policy
+                ).clock
+            except Rejected:
+                continue  # a concurrent batch made it look replayed: it is stored already
+        _save_clocks(self.session, clocks, self.now)
 
     def _chain_frame(
         self, event_id: int, v: VerifiedFrame, item: DeviceFrameItem, index: int
@@ -879,6 +1050,11 @@ class _BatchIngest:
         stored = self._existing_advert(verified.key)
         if stored is not None:
             return self._advert_same_or_replay(stored, payload, verified.key, item.gw_seq)
+        flags = [] if self.batch.clock_synced else ["gateway_clock_unsynced"]
+        if isinstance(verified.advert, BeaconAdvert) and self.batch.clock_synced:
+            flags += self._beacon_step(
+                verified.device_pk, verified.advert.step, item.received_at, verified.key
+            )
         row = {
             "key": verified.key,
             "device_pk": verified.device_pk,
@@ -891,7 +1067,7 @@ class _BatchIngest:
             "received_at": item.received_at,
             "ingested_at": self.now,
             "fields": verified.fields,
-            "flags": [] if self.batch.clock_synced else ["gateway_clock_unsynced"],
+            "flags": flags,
         }
         advert_id = _insert_ignore(self.session, _adverts, row)
         if advert_id is None:

@@ -857,3 +857,32 @@ class ComplianceScore(Base):
     first_event_at: Mapped[datetime | None]
     last_event_at: Mapped[datetime | None]
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+# ---------------------------------------------------------------- beacon clocks
+# Issue 5, BLE beacon verification (helper "cloud-perf"): each checkpoint beacon's
+# estimated clock offset, kept by cloud_api.verify.track_beacon_step during ingest.
+
+
+class BeaconClock(Base):
+    """A checkpoint beacon's clock as the cloud estimates it from accepted adverts.
+
+    ``offset_ms`` is the beacon's clock (``step`` times the step length) minus the
+    reference time (synced wearable or gateway clock) at ``estimated_at``; ESP32
+    clocks drift in deep sleep, so it is updated from every accepted in-window advert.
+    ``highest_step`` and ``highest_step_at`` catch a replayed advert (an older step
+    presented later). ``pending_*``: out-of-window adverts that agree with each other,
+    which re-anchor the estimate when they keep coming (a beacon that restarted).
+    """
+
+    __tablename__ = "beacon_clocks"
+
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    offset_ms: Mapped[int] = mapped_column(BigInteger)
+    estimated_at: Mapped[datetime]
+    highest_step: Mapped[int] = mapped_column(BigInteger)
+    highest_step_at: Mapped[datetime]
+    samples: Mapped[int] = mapped_column(Integer)
+    pending_offset_ms: Mapped[int | None] = mapped_column(BigInteger)
+    pending_count: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

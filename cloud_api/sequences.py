@@ -99,6 +99,24 @@ _RECEIVED_IN = select(_events.c.seq).where(
 )
 
 
+def highest_seqs(session: Session, device_ids: Iterable[int]) -> dict[int, int]:
+    """The highest seq accepted so far of each of ``device_ids`` that has one (no lock).
+
+    Ingest uses it to skip looking up frames that cannot be stored yet: a seq above
+    its wearable's highest was never accepted (a concurrent batch that stores it
+    meanwhile is caught by the unique constraint at insert time).
+    """
+    wanted = sorted(set(device_ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(_states.c.device_id, _states.c.highest_seq).where(
+            _states.c.device_id.in_(wanted)
+        )
+    )
+    return {int(r.device_id): int(r.highest_seq) for r in rows}
+
+
 def _lock_states(session: Session, device_ids: list[int]) -> dict[int, tuple[int, int]]:
     """(highest_seq, received) of each wearable, rows created if new and locked in id order."""
     known = set(

@@ -15,7 +15,7 @@ already stored copy; only a new frame gets its body verified
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -58,6 +58,8 @@ FLAG_COUNTER_JUMP = "sun_counter_jump"
 FLAG_COUNTER_OUT_OF_ORDER = "sun_counter_out_of_order"
 FLAG_LOW_ASSURANCE_TAG = "low_assurance_tag"
 FLAG_FOREIGN_SITE = "foreign_site"  # the wearable is registered to another site than the gateway
+FLAG_BEACON_STEP_SKEW = "beacon_step_skew"  # beacon step outside the window around the expected
+FLAG_BEACON_CLOCK_RESET = "beacon_clock_reset"  # ... and agreeing with the last few: re-anchored
 
 
 class Rejected(Exception):
@@ -113,6 +115,16 @@ class VerifyPolicy:
     clock_skew_tolerance_s: int = 300
     max_future_skew_s: int = 3600
     sun_counter_jump_flag: int = 1000
+    beacon_step_s: int = 10
+    """A checkpoint beacon's time step (docs/protocol.md: default 10 s)."""
+    beacon_window_steps: int = 3
+    """Steps either side of the expected step an advert may be, right after an estimate."""
+    beacon_drift_ppm: int = 50_000
+    """How fast a beacon clock may drift (an ESP32 RC clock in deep sleep: several
+    percent): the window widens by this share of the time since the last estimate."""
+    beacon_reanchor_count: int = 3
+    """Out-of-window adverts agreeing with each other this many times in a row re-anchor
+    the estimate (the beacon restarted or was reset), flagged ``beacon_clock_reset``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +163,45 @@ class VerifiedFrame:
     sun_read_counter: int | None = None
     beacon_id: int | None = None
     beacon_step: int | None = None
+    beacon_pk: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedFrame:
+    """The key-free part of a device frame item's work, done before the transaction.
+
+    :func:`decode_frame_item` runs where the batch is parsed (outside the database
+    transaction, so on SQLite in parallel with another process's writes): base64,
+    the frame structure, the body and its JSON fields. Errors are kept, not raised,
+    and raised later at the very point of the documented order of checks (a body
+    error only after the MAC verified), so the reasons do not change.
+    """
+
+    raw: bytes | None = None
+    frame: EventFrame | None = None
+    error: ProtocolError | None = None
+    """base64 or frame structure error (raised before the key lookup)."""
+    body: Body | None = None
+    fields: dict[str, Any] | None = None
+    body_error: ProtocolError | None = None
+    """body error (raised only once the MAC verified)."""
+
+
+def decode_frame_item(text_b64: Callable[[], bytes]) -> DecodedFrame:
+    """Decode one item's frame bytes (``text_b64`` returns them or raises ProtocolError)."""
+    try:
+        raw = text_b64()
+    except ProtocolError as exc:
+        return DecodedFrame(error=exc)
+    try:
+        frame = decode_frame(raw)
+    except ProtocolError as exc:
+        return DecodedFrame(raw=raw, error=exc)
+    try:
+        body = decode_body(frame.header.kind, frame.body)
+    except ProtocolError as exc:
+        return DecodedFrame(raw=raw, frame=frame, body_error=exc)
+    return DecodedFrame(raw=raw, frame=frame, body=body, fields=fields_of(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,12 +233,22 @@ def fields_of(value: object) -> dict[str, Any]:
     return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
 
 
-def authenticate_frame(raw: bytes, *, keys: KeyLookup) -> AuthenticatedFrame:
-    """Decode the structure, find the signing key by (device_id, key_id), verify the MAC."""
-    try:
-        frame = decode_frame(raw)
-    except ProtocolError as exc:
-        raise Rejected.from_protocol(exc) from exc
+def authenticate_frame(
+    raw: bytes, *, keys: KeyLookup, decoded: DecodedFrame | None = None
+) -> AuthenticatedFrame:
+    """Decode the structure, find the signing key by (device_id, key_id), verify the MAC.
+
+    ``decoded``: the same bytes already decoded by :func:`decode_frame_item`.
+    """
+    if decoded is not None and decoded.error is not None:
+        raise Rejected.from_protocol(decoded.error)
+    if decoded is not None and decoded.frame is not None:
+        frame = decoded.frame
+    else:
+        try:
+            frame = decode_frame(raw)
+        except ProtocolError as exc:
+            raise Rejected.from_protocol(exc) from exc
     header = frame.header
     key = frame.idempotency_key
     ref = keys.device_key(DeviceKind.WEARABLE, header.device_id, header.key_id)
@@ -245,15 +306,29 @@ def _clock_flags(
 
 
 def verify_frame_body(
-    auth: AuthenticatedFrame, *, keys: KeyLookup, ctx: FrameContext, policy: VerifyPolicy
+    auth: AuthenticatedFrame,
+    *,
+    keys: KeyLookup,
+    ctx: FrameContext,
+    policy: VerifyPolicy,
+    decoded: DecodedFrame | None = None,
 ) -> VerifiedFrame:
-    """Decode the body and verify what it claims (SUN, beacon MAC); flag what is doubtful."""
+    """Decode the body and verify what it claims (SUN, beacon MAC); flag what is doubtful.
+
+    ``decoded``: the body (or its error) already decoded by :func:`decode_frame_item`.
+    """
     frame = auth.frame
     key = frame.idempotency_key
-    try:
-        body = decode_body(frame.header.kind, frame.body)
-    except ProtocolError as exc:
-        raise Rejected.from_protocol(exc, key=key) from exc
+    fields: dict[str, Any] | None = None
+    if decoded is not None and decoded.frame is frame and decoded.body_error is not None:
+        raise Rejected.from_protocol(decoded.body_error, key=key)
+    if decoded is not None and decoded.frame is frame and decoded.body is not None:
+        body, fields = decoded.body, decoded.fields
+    else:
+        try:
+            body = decode_body(frame.header.kind, frame.body)
+        except ProtocolError as exc:
+            raise Rejected.from_protocol(exc, key=key) from exc
     device_time = device_time_of(frame)
     flags = _clock_flags(frame, device_time, ctx, policy)
     try:
@@ -272,7 +347,7 @@ def verify_frame_body(
         device_time=device_time,
         assurance=Assurance.MEDIUM,
         flags=tuple(flags),
-        fields=fields_of(body),
+        fields=fields if fields is not None else fields_of(body),
     )
     if isinstance(body, NfcScan):
         return _verify_nfc_scan(base, body, keys=keys, policy=policy)
@@ -367,6 +442,7 @@ def _verify_ble_visit(base: VerifiedFrame, visit: BleVisit, *, keys: KeyLookup) 
         checkpoint_id=keys.beacon_checkpoint(advert.beacon_id),
         beacon_id=advert.beacon_id,
         beacon_step=advert.step,
+        beacon_pk=ref.device_pk,
     )
 
 
@@ -398,3 +474,104 @@ def verify_advert_item(company_id: int, payload: bytes, *, keys: KeyLookup) -> V
     except SignatureError as exc:
         raise Rejected.from_protocol(exc, key=key) from exc
     return VerifiedAdvert(advert=advert, key=key, device_pk=ref.device_pk, fields=fields_of(advert))
+
+
+# ---------------------------------------------------------------- beacon clocks
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconClockState:
+    """A beacon's estimated clock (times in ms since the epoch; see ``models.BeaconClock``)."""
+
+    offset_ms: int
+    """Beacon clock minus reference time, as estimated at ``estimated_at_ms``."""
+    estimated_at_ms: int
+    highest_step: int
+    highest_step_at_ms: int
+    samples: int
+    pending_offset_ms: int | None = None
+    pending_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BeaconCheck:
+    """The outcome of one advert: flags for the event and the beacon's clock after it."""
+
+    flags: tuple[str, ...]
+    clock: BeaconClockState
+    in_window: bool
+
+
+def observed_offset_ms(step: int, reference_ms: int, step_s: int) -> int:
+    """The offset one advert implies: the middle of its step minus the reference time."""
+    step_ms = step_s * 1000
+    return step * step_ms + step_ms // 2 - reference_ms
+
+
+def track_beacon_step(
+    clock: BeaconClockState | None,
+    *,
+    step: int,
+    reference_ms: int,
+    policy: VerifyPolicy,
+    key: str | None = None,
+) -> BeaconCheck:
+    """Check one MAC-verified beacon step against the beacon's clock; the clock after it.
+
+    ``reference_ms`` is when the advert was heard by a synced clock (the wearable's
+    signed device time for a BLE visit, the gateway's receive time for an advert).
+
+    - The first advert of a beacon anchors its clock.
+    - An older step than one already accepted, heard more than a step later than
+      that one, is a replayed advert: :class:`Rejected` ``replayed_counter``.
+    - The expected offset is the estimate; the window is ``beacon_window_steps``
+      steps, widened by ``beacon_drift_ppm`` of the time since the estimate. Inside
+      it, the advert is accepted and moves the estimate half way to what it implies
+      (integer ms: ``offset += (observed - offset) // 2``), unless it is older than the
+      estimate (a late upload says nothing about the clock now).
+    - Outside it, the advert is accepted and flagged ``beacon_step_skew`` (a clock
+      that jumped, a recorded advert, a clone with its own clock); it moves nothing,
+      so a clone cannot drag the estimate, unless ``beacon_reanchor_count`` such
+      adverts in a row agree with each other: then the clock is re-anchored on the
+      last one (flag ``beacon_clock_reset`` too).
+    """
+    step_ms = policy.beacon_step_s * 1000
+    observed = observed_offset_ms(step, reference_ms, policy.beacon_step_s)
+    if clock is None:
+        anchored = BeaconClockState(observed, reference_ms, step, reference_ms, 1)
+        return BeaconCheck((), anchored, True)
+    if step < clock.highest_step and reference_ms >= clock.highest_step_at_ms + step_ms:
+        raise Rejected(
+            "replayed_counter",
+            f"beacon step {step} heard at {reference_ms} ms, after step {clock.highest_step} "
+            f"was heard at {clock.highest_step_at_ms} ms: an old advert replayed",
+            key=key,
+        )
+    elapsed_ms = abs(reference_ms - clock.estimated_at_ms)
+    tolerance_ms = (
+        policy.beacon_window_steps * step_ms + elapsed_ms * policy.beacon_drift_ppm // 1_000_000
+    )
+    deviation = observed - clock.offset_ms
+    if abs(deviation) <= tolerance_ms:
+        offset, estimated_at = clock.offset_ms, clock.estimated_at_ms
+        if reference_ms >= clock.estimated_at_ms:
+            offset, estimated_at = clock.offset_ms + deviation // 2, reference_ms
+        highest = (
+            (step, reference_ms)
+            if step > clock.highest_step
+            else (clock.highest_step, clock.highest_step_at_ms)
+        )
+        updated = BeaconClockState(offset, estimated_at, *highest, clock.samples + 1)
+        return BeaconCheck((), updated, True)
+    window_ms = policy.beacon_window_steps * step_ms
+    pending = clock.pending_offset_ms
+    count = (
+        clock.pending_count + 1
+        if pending is not None and abs(observed - pending) <= window_ms
+        else 1
+    )
+    if count >= policy.beacon_reanchor_count:
+        anchored = BeaconClockState(observed, reference_ms, step, reference_ms, 1)
+        return BeaconCheck((FLAG_BEACON_STEP_SKEW, FLAG_BEACON_CLOCK_RESET), anchored, False)
+    waiting = dataclasses.replace(clock, pending_offset_ms=observed, pending_count=count)
+    return BeaconCheck((FLAG_BEACON_STEP_SKEW,), waiting, False)

@@ -67,6 +67,18 @@ class OutboxBuffer:
         self._lines: list[str] = []
         self._posts: dict[int, int | None] = {}
 
+    def preload_posts(self, checkpoint_ids: set[int]) -> None:
+        """The posts of many checkpoints in one query (ingest calls it once per batch)."""
+        wanted = sorted(c for c in checkpoint_ids if c not in self._posts)
+        if not wanted:
+            return
+        for checkpoint_id in wanted:
+            self._posts[checkpoint_id] = None
+        for row in self._session.execute(
+            select(Checkpoint.id, Checkpoint.post_id).where(Checkpoint.id.in_(wanted))
+        ):
+            self._posts[row.id] = row.post_id
+
     def _post_of(self, checkpoint_id: int | None) -> int | None:
         if checkpoint_id is None:
             return None

@@ -1,7 +1,8 @@
 """The outbox drain: claim rows, write them to InfluxDB, delete them after success.
 
 :func:`drain_once` is one pass (a claim, then writes of at most
-``batch_points`` lines each); :class:`SinkWorker` runs passes in a thread
+``batch_points`` lines each); :func:`drain` runs passes through one pipeline, claiming
+the next rows while the last writes are in flight; :class:`SinkWorker` runs passes in a thread
 until stopped, sleeping ``poll_interval_s`` when idle or after a failure. Every
 API process may run one: claims are leased and skip each other's rows.
 
@@ -94,6 +95,92 @@ def _body(rows: Sequence[ClaimedRow]) -> bytes:
     return "\n".join([row.lines for row in rows]).encode()
 
 
+class _Pipeline:
+    """Chunks on the wire, at most :data:`WRITES_IN_FLIGHT`, across claims.
+
+    :meth:`send` builds and submits a claim's chunks, settling the oldest write
+    whenever the pipe is full; the caller may claim the next rows while the last
+    chunks are still in flight, so InfluxDB is not left idle during a claim.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        writer: LineWriter,
+        pool: ThreadPoolExecutor,
+        *,
+        owner: str,
+        policy: DrainPolicy,
+        clock: Callable[[], datetime],
+        result: DrainResult,
+    ) -> None:
+        self.engine, self.writer, self.pool = engine, writer, pool
+        self.owner, self.policy, self.clock, self.result = owner, policy, clock, result
+        self.in_flight: deque[tuple[Future[None], list[ClaimedRow]]] = deque()
+
+    @property
+    def failed(self) -> bool:
+        return self.result.error is not None and self.result.failed_rows > 0
+
+    def send(self, rows: Sequence[ClaimedRow]) -> None:
+        """Write ``rows`` in chunks; after a retryable failure, release what is unsent."""
+        groups = list(chunks(rows, self.policy.batch_points))
+        for index, group in enumerate(groups):
+            if self.failed:
+                self._release_unsent([row for later in groups[index:] for row in later])
+                return
+            self.in_flight.append((self.pool.submit(self.writer.write, _body(group)), group))
+            if len(self.in_flight) >= WRITES_IN_FLIGHT:
+                self._settle_oldest()
+
+    def finish(self) -> None:
+        """Wait for every write on the wire and settle it."""
+        while self.in_flight:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        future, group = self.in_flight.popleft()
+        _settle(
+            self.engine,
+            self.writer,
+            future,
+            group,
+            self.owner,
+            self.policy,
+            self.clock,
+            self.result,
+        )
+
+    def _release_unsent(self, unsent: list[ClaimedRow]) -> None:
+        if not unsent:
+            return
+        with session_scope(self.engine) as session:
+            release(
+                session,
+                owner=self.owner,
+                rows=unsent,
+                now=self.clock(),
+                error=self.result.error or "not sent after an earlier failure",
+                initial_s=self.policy.retry_initial_s,
+                max_s=self.policy.retry_max_s,
+            )
+        self.result.failed_rows += len(unsent)
+
+
+def _claim(
+    engine: Engine, *, owner: str, policy: DrainPolicy, clock: Callable[[], datetime]
+) -> list[ClaimedRow]:
+    with session_scope(engine) as session:
+        return claim(
+            session,
+            owner=owner,
+            now=clock(),
+            lease_s=policy.lease_s,
+            max_rows=policy.claim_rows,
+            max_points=policy.batch_points * CLAIM_CHUNKS,
+        )
+
+
 def drain_once(
     engine: Engine,
     writer: LineWriter,
@@ -110,41 +197,14 @@ def drain_once(
     unconfirmed row is released.
     """
     result = DrainResult()
-    with session_scope(engine) as session:
-        rows = claim(
-            session,
-            owner=owner,
-            now=clock(),
-            lease_s=policy.lease_s,
-            max_rows=policy.claim_rows,
-            max_points=policy.batch_points * CLAIM_CHUNKS,
-        )
+    rows = _claim(engine, owner=owner, policy=policy, clock=clock)
     result.claimed_rows = len(rows)
-    groups = list(chunks(rows, policy.batch_points))
-    unsent: list[ClaimedRow] = []
     with ThreadPoolExecutor(max_workers=WRITES_IN_FLIGHT, thread_name_prefix="influx") as pool:
-        in_flight: deque[tuple[Future[None], list[ClaimedRow]]] = deque()
-        for index, group in enumerate(groups):
-            if result.error is not None and result.failed_rows:
-                unsent = [row for later in groups[index:] for row in later]
-                break
-            in_flight.append((pool.submit(writer.write, _body(group)), group))
-            if len(in_flight) >= WRITES_IN_FLIGHT:
-                _settle(engine, writer, *in_flight.popleft(), owner, policy, clock, result)
-        while in_flight:
-            _settle(engine, writer, *in_flight.popleft(), owner, policy, clock, result)
-    if unsent:
-        with session_scope(engine) as session:
-            release(
-                session,
-                owner=owner,
-                rows=unsent,
-                now=clock(),
-                error=result.error or "not sent after an earlier failure",
-                initial_s=policy.retry_initial_s,
-                max_s=policy.retry_max_s,
-            )
-        result.failed_rows += len(unsent)
+        pipe = _Pipeline(
+            engine, writer, pool, owner=owner, policy=policy, clock=clock, result=result
+        )
+        pipe.send(rows)
+        pipe.finish()
     return result
 
 
@@ -233,18 +293,25 @@ def drain(
     policy: DrainPolicy,
     clock: Callable[[], datetime] = utcnow,
 ) -> DrainResult:
-    """Passes until nothing is due or a write fails; totals of all passes."""
+    """Passes until nothing is due or a write fails; totals of all passes.
+
+    One pipeline across the passes: the next claim is made while the previous
+    pass's last chunks are still being written (their rows stay leased to this
+    owner, so the claim cannot pick them again).
+    """
     total = DrainResult()
-    while True:
-        one = drain_once(engine, writer, owner=owner, policy=policy, clock=clock)
-        total.claimed_rows += one.claimed_rows
-        total.written_points += one.written_points
-        total.written_rows += one.written_rows
-        total.failed_rows += one.failed_rows
-        total.buried_rows += one.buried_rows
-        total.error = one.error or total.error
-        if one.claimed_rows == 0 or one.failed_rows:
-            return total
+    with ThreadPoolExecutor(max_workers=WRITES_IN_FLIGHT, thread_name_prefix="influx") as pool:
+        pipe = _Pipeline(
+            engine, writer, pool, owner=owner, policy=policy, clock=clock, result=total
+        )
+        while not pipe.failed:
+            rows = _claim(engine, owner=owner, policy=policy, clock=clock)
+            total.claimed_rows += len(rows)
+            if not rows:
+                break
+            pipe.send(rows)
+        pipe.finish()
+    return total
 
 
 def worker_id() -> str:
