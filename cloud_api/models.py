@@ -459,7 +459,7 @@ class Deviation(Base):
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
     guard_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    source: Mapped[str] = mapped_column(String(12))
+    source: Mapped[str] = mapped_column(String(20))
     source_key: Mapped[str] = mapped_column(String(200), unique=True)
     scope_key: Mapped[str] = mapped_column(String(200), index=True)
     rule: Mapped[str] = mapped_column(String(40))
@@ -483,7 +483,7 @@ class RectificationItem(Base):
     deviation_id: Mapped[int] = mapped_column(ForeignKey("deviations.id"), unique=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    status: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(20))
     due_at: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -508,9 +508,9 @@ class RectificationEvent(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("rectification_items.id"), index=True)
     at: Mapped[datetime]
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    action: Mapped[str] = mapped_column(String(12))
-    from_status: Mapped[str | None] = mapped_column(String(12))
-    to_status: Mapped[str] = mapped_column(String(12))
+    action: Mapped[str] = mapped_column(String(20))
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
     escalation_level: Mapped[int] = mapped_column(SmallInteger, default=0)
     note: Mapped[str] = mapped_column(Text, default="")
 
@@ -540,9 +540,9 @@ class Complaint(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
     post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id"))
-    channel: Mapped[str] = mapped_column(String(12))
+    channel: Mapped[str] = mapped_column(String(20))
     description: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(12))
+    status: Mapped[str] = mapped_column(String(20))
     filed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     received_at: Mapped[datetime] = mapped_column(index=True)
     closed_at: Mapped[datetime | None]

@@ -276,7 +276,16 @@ def from_shift_score(
     score: ShiftScore, shift: ShiftRef, policy: WorkflowPolicy = DEFAULT_POLICY
 ) -> list[DeviationInput]:
     """Every deviation a scored shift shows: rule breaches, missed/partial rounds, equipment."""
-    out = [from_breach(b, site_id=shift.site_id) for b in score.breaches]
+    return [from_breach(b, site_id=shift.site_id) for b in score.breaches] + service_deviations(
+        score, shift, policy
+    )
+
+
+def service_deviations(
+    score: ShiftScore, shift: ShiftRef, policy: WorkflowPolicy = DEFAULT_POLICY
+) -> list[DeviationInput]:
+    """The service a scored shift fell short of: missed/partial rounds, unready equipment."""
+    out: list[DeviationInput] = []
     for outcome in score.rounds:
         status = outcome.status
         if status == "completed":
@@ -887,15 +896,14 @@ class ItemCounts:
 
 
 def item_counts(session: Session, site_id: int, *, now: datetime) -> ItemCounts:
-    by_status: dict[str, int] = dict(
-        session.execute(
+    by_status: dict[str, int] = {
+        status: n
+        for status, n in session.execute(
             select(RectificationItem.status, func.count())
             .where(RectificationItem.site_id == site_id)
             .group_by(RectificationItem.status)
         )
-        .tuples()
-        .all()
-    )
+    }
     unfinished = (
         RectificationItem.site_id == site_id,
         RectificationItem.status.in_(_ESCALATING),
@@ -1139,35 +1147,50 @@ class WorkflowDeductions:
 
 @dataclass(frozen=True, slots=True)
 class DeviationSink:
-    """The engine's breach hook: after every (re)computation of a shift, sync its deviations.
+    """The engine's breach hook: after every (re)computation of a shift, sync its breaches.
 
-    Called in the scoring transaction with the complete current list of breaches
-    (and, when the engine passes it, the whole score: missed rounds and equipment
-    then become deviations too). Idempotent: see :func:`sync_deviations`.
+    Called in the scoring transaction with the complete current list of rule
+    breaches (scope ``shift:<id>``); idempotent, see :func:`sync_deviations`. The
+    InfluxDB lines wait in the session (:func:`pending_lines`) until the caller,
+    who knows whether a sink is configured, calls :func:`flush_lines`.
     """
 
     policy: WorkflowPolicy = DEFAULT_POLICY
-    influx_enabled: bool = False
     clock: Callable[[], datetime] = utcnow
 
     def breaches_found(
-        self,
-        session: Session,
-        shift: ShiftRef,
-        breaches: Sequence[RuleBreach],
-        score: ShiftScore | None = None,
+        self, session: Session, shift: ShiftRef, breaches: Sequence[RuleBreach]
     ) -> SyncResult:
-        specs = (
-            from_shift_score(score, shift, self.policy)
-            if score is not None
-            else [from_breach(b, site_id=shift.site_id) for b in breaches]
+        specs = [from_breach(b, site_id=shift.site_id) for b in breaches]
+        return sync_deviations(
+            session,
+            scope_key=shift_scope(shift.shift_id),
+            specs=specs,
+            now=self.clock(),
+            policy=self.policy,
         )
-        now = self.clock()
-        result = sync_deviations(
-            session, scope_key=shift_scope(shift.shift_id), specs=specs, now=now, policy=self.policy
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreDeviationSink:
+    """The engine's score hook: missed and partial rounds and unready equipment as deviations.
+
+    Scope ``shift:<id>:service``, apart from the breaches' scope, so the two hooks
+    never withdraw each other's deviations.
+    """
+
+    policy: WorkflowPolicy = DEFAULT_POLICY
+    clock: Callable[[], datetime] = utcnow
+
+    def score_found(self, session: Session, shift: ShiftRef, score: ShiftScore) -> SyncResult:
+        specs = service_deviations(score, shift, self.policy)
+        return sync_deviations(
+            session,
+            scope_key=f"{shift_scope(shift.shift_id)}:service",
+            specs=specs,
+            now=self.clock(),
+            policy=self.policy,
         )
-        flush_lines(session, now=now, enabled=self.influx_enabled)
-        return result
 
 
 __all__ = [
@@ -1183,6 +1206,7 @@ __all__ = [
     "InvalidTransition",
     "ItemCounts",
     "NotFoundError",
+    "ScoreDeviationSink",
     "Source",
     "Status",
     "SyncResult",
@@ -1201,6 +1225,7 @@ __all__ = [
     "record_deviation",
     "record_inspection",
     "run_escalation",
+    "service_deviations",
     "shift_scope",
     "sync_deviations",
     "transition",

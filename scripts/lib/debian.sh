@@ -10,6 +10,9 @@ readonly PIN_MOSQUITTO="mosquitto=2.0.11-1.2+deb12u2"
 readonly PIN_INFLUXDB="influxdb=1.6.7~rc0-1+b13"
 readonly PIN_VICTORIA_METRICS="victoria-metrics=1.79.5+ds1-2+b5"
 readonly PIN_POSTGRESQL="postgresql=15+248*"
+# pdftotext and pdftoppm: the monthly report tests read and render the PDF with
+# poppler, independently of reportlab which wrote it.
+readonly PIN_POPPLER_UTILS="poppler-utils=22.12.0-2*"
 # Only when no Python 3.11+ with venv support exists (a bare Debian 12).
 readonly PIN_PYTHON3_VENV="python3-venv=3.11.2-1+b1"
 
