@@ -1,17 +1,31 @@
-"""Round-by-round patrol summary for one post: the walking skeleton of scoring.
+"""Round-by-round patrol summary for one post, computed by the compliance engine.
 
-A post's patrol plan says which checkpoints must be visited in every round and
-how often a round is due. This module only counts: which checkpoints each round
-window saw a verified visit at, and which it missed. The full compliance engine
-(order, grace, weights, explanations) replaces it in issue 6; its inputs and
-outputs are plain values so that swap touches no I/O.
+The demo's view of a shift: which checkpoints each round window saw a
+verified visit at, and which it missed. It is the compliance engine's round
+matching (:func:`cloud_api.compliance.targets.expected_rounds`,
+:func:`cloud_api.compliance.engine.match_rounds`) applied to a plan of rounds
+every ``interval_s`` from ``start`` that last the whole interval, with no
+grace; the full score (grace, order, presence, equipment, rules,
+explanations) is :func:`cloud_api.compliance.engine.score_shift`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
+
+from cloud_api.compliance.engine import match_rounds
+from cloud_api.compliance.shifts import Visit as EngineVisit
+from cloud_api.compliance.targets import (
+    ActiveWindow,
+    PatrolPlan,
+    Schedule,
+    ScheduleKind,
+    expected_rounds,
+)
+
+_ALL_WEEK = frozenset(range(7))
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +88,52 @@ class PostSummary:
         return 100.0 * self.verified_visits / expected if expected else 0.0
 
 
+def _engine_plan(plan: RoundPlan) -> PatrolPlan:
+    """Rounds every ``interval_s`` anchored at ``plan.start``.
+
+    A plan shorter than a day is a daily window [start, end) in UTC, so its
+    rounds start exactly at ``plan.start``; a longer one is an all-day window,
+    whose rounds stay anchored at ``plan.start`` when the interval divides a day.
+    """
+    start = plan.start.astimezone(UTC)
+    end = plan.end.astimezone(UTC)
+    short = (end - start).total_seconds() < 86_400
+    return PatrolPlan(
+        plan_id=1,
+        name=plan.post,
+        checkpoints=tuple(range(len(plan.checkpoints))),
+        ordered=False,
+        schedule=Schedule(ScheduleKind.INTERVAL, interval_s=plan.interval_s),
+        round_duration_s=plan.interval_s,
+        grace_s=0,
+        windows=(ActiveWindow(_ALL_WEEK, start.time(), end.time() if short else start.time()),),
+    )
+
+
 def summarize(plan: RoundPlan, visits: Iterable[Visit]) -> PostSummary:
     """Assign each verified visit to its round window and list what was missed."""
-    interval = timedelta(seconds=plan.interval_s)
-    seen: list[set[str]] = [set() for _ in range(plan.round_count)]
-    wanted = set(plan.checkpoints)
-    for visit in visits:
-        if visit.checkpoint not in wanted or visit.at < plan.start:
-            continue
-        index = int((visit.at - plan.start) / interval)
-        if index < plan.round_count:
-            seen[index].add(visit.checkpoint)
+    if plan.round_count == 0:
+        return PostSummary(plan.post, ())
+    engine_plan = _engine_plan(plan)
+    index = {name: i for i, name in enumerate(plan.checkpoints)}
+    engine_visits = sorted(
+        (
+            EngineVisit(n, 0, index[v.checkpoint], v.at)
+            for n, v in enumerate(visits)
+            if v.checkpoint in index
+        ),
+        key=lambda v: (v.at, v.event_id),
+    )
+    slots = expected_rounds(engine_plan, "UTC", plan.start, plan.end)
+    outcomes, _used = match_rounds(engine_plan, slots, engine_visits)
     rounds = tuple(
         RoundResult(
-            index=i,
-            window_start=plan.start + i * interval,
-            window_end=plan.start + (i + 1) * interval,
-            visited=tuple(c for c in plan.checkpoints if c in seen[i]),
-            missed=tuple(c for c in plan.checkpoints if c not in seen[i]),
+            index=o.index,
+            window_start=o.start,
+            window_end=o.closes,
+            visited=tuple(c for i, c in enumerate(plan.checkpoints) if i not in o.missed),
+            missed=tuple(plan.checkpoints[i] for i in o.missed),
         )
-        for i in range(plan.round_count)
+        for o in outcomes
     )
     return PostSummary(plan.post, rounds)

@@ -102,7 +102,7 @@ def _lis_length(seq: Sequence[int]) -> int:
     return len(tails)
 
 
-def _match_plan(
+def match_rounds(
     plan: PatrolPlan, slots: Sequence[RoundSlot], visits: Sequence[Visit]
 ) -> tuple[list[RoundOutcome], dict[tuple[int, int], Visit]]:
     """Assign each checkpoint of each round its earliest credited visit in the round window.
@@ -222,7 +222,7 @@ def score_shift(data: ShiftInput, *, as_of: datetime | None = None) -> ShiftScor
         if live:
             pending += sum(1 for s in slots if s.closes > until)
             slots = tuple(s for s in slots if s.closes <= until)
-        outcomes, used = _match_plan(plan, slots, credited)
+        outcomes, used = match_rounds(plan, slots, credited)
         rounds += outcomes
         used_visits.update({(plan.plan_id, i, cp): v for (i, cp), v in used.items()})
     expected_visits = sum(len(r.on_time) + len(r.late) + len(r.missed) for r in rounds)

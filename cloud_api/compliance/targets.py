@@ -34,7 +34,7 @@ from cloud_api.compliance.types import Category
 
 MAX_ROUNDS_PER_PLAN_SHIFT = 2_000  # a shift of 48 h with a round every 90 s; more is a typo
 MAX_SHIFT_S = 48 * 3600  # the longest shift the engine scores, against runaway expansion
-MIN_INTERVAL_S = 60  # rounds more often than every minute are not a patrol
+MIN_INTERVAL_S = 10  # the demo compresses a night into minutes; less is a typo
 
 
 class ScheduleKind(StrEnum):
@@ -76,7 +76,7 @@ def _local_to_utc(day: date, at: time, zone: ZoneInfo) -> datetime:
 @dataclass(frozen=True, slots=True)
 class Schedule:
     kind: ScheduleKind
-    interval_s: int = 0  # INTERVAL
+    interval_s: float = 0  # INTERVAL (seconds; whole seconds in stored plans)
     fixed_times: tuple[time, ...] = ()  # FIXED, local
     rounds_per_window: int = 0  # RANDOM
 
@@ -102,8 +102,8 @@ class PatrolPlan:
     checkpoints: tuple[int, ...]
     ordered: bool
     schedule: Schedule
-    round_duration_s: int
-    grace_s: int
+    round_duration_s: float
+    grace_s: float
     windows: tuple[ActiveWindow, ...]
     min_dwell_s: int = 0
     walk_s: Mapping[frozenset[int], int] = field(default_factory=dict)

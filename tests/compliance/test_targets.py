@@ -157,3 +157,19 @@ def test_unknown_time_zone_and_heavy_order_weight_are_refused() -> None:
         PostTargets(1, 1, "Nowhere/Town")
     with pytest.raises(ValueError, match="order weight"):
         Weights({Category.ORDER: 30.0})
+
+
+def test_the_demo_summary_rounds_start_at_the_plan_start_for_any_interval() -> None:
+    """cloud_api.rounds runs on the engine: 70 s does not divide a day, rounds still
+    start at the plan's start, 22:13:07.5 UTC."""
+    from cloud_api.rounds import RoundPlan, Visit, summarize
+
+    start = datetime(2026, 11, 25, 22, 13, 7, 500000, tzinfo=UTC)
+    plan = RoundPlan("Gate", ("A", "B"), start, start + timedelta(seconds=210), 70.0)
+    summary = summarize(
+        plan, [Visit("A", start + timedelta(seconds=1)), Visit("B", start + timedelta(seconds=75))]
+    )
+    assert [r.window_start for r in summary.rounds] == [
+        start + timedelta(seconds=70 * i) for i in range(3)
+    ]
+    assert [r.missed for r in summary.rounds] == [("B",), ("A",), ("A", "B")]
