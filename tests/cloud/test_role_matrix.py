@@ -139,6 +139,98 @@ def _site_call(m: Matrix) -> Call:
     return Call(path_params={"site_id": m.site_a})
 
 
+# compliance (compliance-score): a post of site A, a plan, and a scored shift of the
+# site-A guard user's own guard record (so the guard may read its score).
+def _post_a(m: Matrix) -> int:
+    from cloud_api.models import Post
+
+    with session_scope(m.world.engine) as session:
+        return session.scalars(select(Post.id).where(Post.site_id == m.site_a)).first() or 0
+
+
+def _plan_call(m: Matrix) -> Call:
+    return Call(
+        path_params={"post_id": _post_a(m)},
+        json={
+            "name": f"plan {m.unique}",
+            "checkpoints": [m.world.checkpoint_ids["sun"], m.world.checkpoint_ids["tag2"]],
+            "schedule": "interval",
+            "interval_s": 3600,
+            "round_duration_s": 1200,
+            "grace_s": 300,
+            "windows": [{"weekdays": [0, 1, 2, 3, 4, 5, 6], "start": "22:00", "end": "06:00"}],
+        },
+    )
+
+
+def _seed_plan(m: Matrix) -> Call:
+    from cloud_api.models import CompliancePlan
+
+    with session_scope(m.world.engine) as session:
+        plan = CompliancePlan(
+            post_id=_post_a(m),
+            name=f"plan {m.unique}",
+            checkpoints=[],
+            schedule_kind="interval",
+            interval_s=3600,
+            round_duration_s=1200,
+            windows=[],
+        )
+        session.add(plan)
+        session.flush()
+        return Call(path_params={"plan_id": plan.id})
+
+
+def _guard_a(m: Matrix) -> int:
+    from cloud_api.models import Guard
+
+    with session_scope(m.world.engine) as session:
+        user_id = session.scalars(select(User.id).where(User.username == "guard")).one()
+        guard = session.scalars(select(Guard).where(Guard.user_id == user_id)).one_or_none()
+        if guard is None:
+            guard = Guard(site_id=m.site_a, name="Guard A", user_id=user_id)
+            session.add(guard)
+            session.flush()
+        return guard.id
+
+
+def _shift_body(m: Matrix) -> Call:
+    return Call(
+        json={
+            "post_id": _post_a(m),
+            "guard_id": _guard_a(m),
+            "device_id": "0000a001",
+            "start": "2026-11-24T21:00:00Z",
+            "end": "2026-11-25T05:00:00Z",
+        }
+    )
+
+
+def _scored_shift(m: Matrix) -> Call:
+    from datetime import UTC, datetime
+
+    from cloud_api.compliance import store
+
+    with session_scope(m.world.engine) as session:
+        shift = store.create_shift(
+            session,
+            post_id=_post_a(m),
+            guard_id=_guard_a(m),
+            device_id=0xA001,
+            start=datetime(2026, 11, 24, 21, tzinfo=UTC),
+            end=datetime(2026, 11, 25, 5, tzinfo=UTC),
+        )
+        store.score_shift_row(session, shift.id, now=SERVER_NOW, hooks=store.Hooks())
+        return Call(path_params={"shift_id": shift.id})
+
+
+def _site_span(m: Matrix) -> Call:
+    return Call(
+        path_params={"site_id": m.site_a},
+        query={"start": "2026-11-24T00:00:00Z", "end": "2026-11-26T00:00:00Z"},
+    )
+
+
 # ---------------------------------------------------------------- the table
 
 MATRIX: dict[tuple[str, str], Row] = {
@@ -189,6 +281,32 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/wearables"): Row(
         people(outsider=403),
         lambda m: Call(json={"device_id": f"{m.next_seq():08x}", "site_id": m.site_a}),
+    ),
+    # compliance (compliance-score): targets, plans, shifts, scores
+    ("GET", "/api/v1/posts/{post_id}/targets"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER),
+        lambda m: Call(path_params={"post_id": _post_a(m)}),
+    ),
+    ("PUT", "/api/v1/posts/{post_id}/targets"): Row(
+        people(Role.SUPERVISOR), lambda m: Call(path_params={"post_id": _post_a(m)}, json={})
+    ),
+    ("POST", "/api/v1/posts/{post_id}/plans"): Row(people(Role.SUPERVISOR), _plan_call),
+    ("DELETE", "/api/v1/plans/{plan_id}"): Row(people(Role.SUPERVISOR), _seed_plan),
+    ("PUT", "/api/v1/customers/{customer_id}/weights"): Row(
+        people(outsider=403),
+        lambda _m: Call(path_params={"customer_id": 1}, json={"weights": {"rounds": 60}}),
+    ),
+    ("POST", "/api/v1/shifts"): Row(people(Role.SUPERVISOR), _shift_body),
+    ("GET", "/api/v1/sites/{site_id}/shifts"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _site_span
+    ),
+    ("GET", "/api/v1/shifts/{shift_id}/score"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER, Role.GUARD), _scored_shift
+    ),
+    ("GET", "/api/v1/shifts/{shift_id}/score/history"): Row(people(Role.SUPERVISOR), _scored_shift),
+    ("POST", "/api/v1/shifts/{shift_id}/score"): Row(people(Role.SUPERVISOR), _scored_shift),
+    ("GET", "/api/v1/sites/{site_id}/scores"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _site_span
     ),
 }
 
