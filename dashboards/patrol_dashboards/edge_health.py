@@ -1,5 +1,12 @@
 """Edge health: gateways online, queue depth, oldest unsent event, dead letters, BLE
-adapter and tags not heard, from the gateways' own health observations."""
+adapter and tags not heard, from the gateways' own observations.
+
+Field names are those of the edge agent's ``gateway_health`` observation
+(``edge_agent.health.Health.observation_body``: ``queue_depth``,
+``oldest_unsent_age_s``, ``dead_letters``, ``ble_state``, ...), which the sink
+stores as ``obs_<key>``, and its BLE tracker's ``ble_tag_away`` / ``ble_tag_back``
+observations (``kind`` tag).
+"""
 
 # InfluxQL text built from this module's own constants, never from input: S608 does not apply.
 # ruff: noqa: S608
@@ -31,6 +38,8 @@ from patrol_dashboards.panels import big_number, rows, text_map, time_series
 UID = "patrol-edge-health"
 HEALTH = "\"kind\" = 'gateway_health'"
 EVICTED = "\"kind\" = 'evicted'"
+AWAY = "\"kind\" = 'ble_tag_away'"
+BACK = "\"kind\" = 'ble_tag_back'"
 HEALTH_FILTER = where(SITE, GATEWAY, HEALTH, "$timeFilter")
 LAST_BY_GATEWAY = 'GROUP BY "gateway"'
 
@@ -96,7 +105,7 @@ def build() -> dm.Dashboard:
         "interval). Over a minute the uplink is struggling; over five it is down.",
         [
             query(
-                f'SELECT max("obs_oldest_unsent_s") FROM "gateway_health" {HEALTH_FILTER} '
+                f'SELECT max("obs_oldest_unsent_age_s") FROM "gateway_health" {HEALTH_FILTER} '
                 'GROUP BY time($__interval), "gateway" fill(none)',
                 alias="$tag_gateway",
             )
@@ -119,31 +128,49 @@ def build() -> dm.Dashboard:
     )
     ble = big_number(
         "BLE adapter",
-        "Whether the gateway's Bluetooth adapter was working at its last report.",
+        "State of the gateway's Bluetooth scanner at its last report: scanning (working), "
+        "starting or stopped, unavailable (adapter missing or failed), disabled (no BLE).",
         [
             query(
-                f'SELECT last("obs_ble_adapter_ok") FROM "gateway_health" '
+                f'SELECT last("obs_ble_state") FROM "gateway_health" '
                 f"{HEALTH_FILTER} {LAST_BY_GATEWAY}",
                 alias="$tag_gateway",
             )
         ],
         unit=units.NoUnit,
         thresholds=thresholds((None, "text")),
-        mappings=[text_map(("true", "OK", GREEN), ("false", "DOWN", RED))],
+        mappings=[
+            text_map(
+                ("scanning", "scanning", GREEN),
+                ("starting", "starting", ORANGE),
+                ("stopped", "stopped", ORANGE),
+                ("unavailable", "UNAVAILABLE", RED),
+                ("disabled", "disabled", "text"),
+            )
+        ],
     )
     not_heard = big_number(
         "Tags not heard",
-        "Provisioned BLE tags (beacons, equipment) the gateway has not heard for a day, at "
-        "its last report.",
+        "BLE tags (off-the-shelf beacons and tags) each gateway reported as gone quiet in the "
+        "range (not heard for its away_after_s), and how many of those were heard again.",
         [
             query(
-                'SELECT last("obs_tags_not_heard") FROM "gateway_health" '
-                f"{HEALTH_FILTER} {LAST_BY_GATEWAY}",
-                alias="$tag_gateway",
-            )
+                'SELECT count("gw_seq") AS "went quiet" FROM "gateway_health" '
+                f"{where(SITE, GATEWAY, AWAY, '$timeFilter')} {LAST_BY_GATEWAY}",
+                "A",
+                alias="$tag_gateway went quiet",
+            ),
+            query(
+                'SELECT count("gw_seq") AS "heard again" FROM "gateway_health" '
+                f"{where(SITE, GATEWAY, BACK, '$timeFilter')} {LAST_BY_GATEWAY}",
+                "B",
+                alias="$tag_gateway heard again",
+            ),
         ],
         unit=units.Short,
         thresholds=COUNT_WARN_THRESHOLDS,
+        no_value="0",
+        calc="sum",
     )
     evictions = big_number(
         "Eviction records",

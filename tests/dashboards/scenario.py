@@ -31,6 +31,7 @@ from cloud_api.sink.schema import (
 )
 from cloud_api.sink.worker import DrainPolicy, drain_once
 from cloud_api.sink.writers import V1Writer
+from edge_agent.health import Health
 from patrol_protocol.frames import Kind, SosTrigger
 
 DAY = datetime(2026, 11, 24, tzinfo=UTC)
@@ -109,62 +110,61 @@ ADVERTS = [
     (1, "gw-1", 0xE005, 9, 15, -80, at(10)),
 ]
 
+
+def health(queue: int, oldest_s: float | None, dead: int, ble_state: str) -> dict[str, Any]:
+    """A ``gateway_health`` observation exactly as the edge agent builds it."""
+    return Health(
+        status="ok",
+        problems=(),
+        agent_version="0.1.0",
+        uptime_s=3600,
+        queue_depth=queue,
+        queue_urgent=0,
+        queue_scan=queue,
+        queue_event=0,
+        queue_bulk=0,
+        queue_bytes=200 * queue,
+        queue_budget_bytes=None,
+        oldest_unsent_age_s=oldest_s,
+        dead_letters=dead,
+        evicted_total=0,
+        duplicates_total=0,
+        forwarded_total=100,
+        cloud_failing=False,
+        cloud_failing_for_s=None,
+        cloud_last_error=None,
+        broker_connected=True,
+        ble_state=ble_state,
+        ble_error=None,
+        disk_free_bytes=10**9,
+        disk_total_bytes=10**10,
+        cpu_temp_c=None,
+        clock_ntp_synced=True,
+        clock_source="ntp",
+        clock_unsynced_open=False,
+        clock_unsynced_upto_gw_seq=None,
+    ).observation_body()
+
+
+def tag_event(kind: str, tag: str) -> dict[str, Any]:
+    """The edge's BLE tracker's away/back observation (the fields the sink keeps)."""
+    return {"kind": kind, "source": "gateway", "tag": tag, "format": "ibeacon", "rssi_dbm": -80}
+
+
 # (site, gateway, kind, gw_seq, time, observation)
 OBSERVATIONS: list[tuple[int, str, str, int, datetime, dict[str, Any]]] = [
-    *[
-        (
-            1,
-            "gw-1",
-            "gateway_health",
-            10 * (i + 1),
-            at(6 + i),
-            {
-                "kind": "gateway_health",
-                "queue_depth": queue,
-                "oldest_unsent_s": oldest,
-                "dead_letters": dead,
-                "ble_adapter_ok": ble,
-                "tags_not_heard": not_heard,
-            },
-        )
-        for i, (queue, oldest, dead, ble, not_heard) in enumerate(
-            [(0, 0, 0, True, 0), (5, 30, 0, True, 0), (12, 400, 1, True, 2), (3, 10, 1, False, 1)]
-        )
-    ],
+    (1, "gw-1", "gateway_health", 10, at(6), health(0, None, 0, "scanning")),
+    (1, "gw-1", "gateway_health", 20, at(7), health(5, 30.0, 0, "scanning")),
+    (1, "gw-1", "gateway_health", 30, at(8), health(12, 400.0, 1, "scanning")),
+    (1, "gw-1", "gateway_health", 40, at(9), health(3, 10.0, 1, "unavailable")),
     (1, "gw-1", "evicted", 35, at(8, 30), {"kind": "evicted", "first_seq": 1, "count": 12}),
-    *[
-        (
-            1,
-            "gw-2",
-            "gateway_health",
-            3 + i,
-            at(6 + i),
-            {
-                "kind": "gateway_health",
-                "queue_depth": 0,
-                "oldest_unsent_s": 0,
-                "dead_letters": 0,
-                "ble_adapter_ok": True,
-                "tags_not_heard": 0,
-            },
-        )
-        for i in range(2)
-    ],
-    (
-        2,
-        "gw-9",
-        "gateway_health",
-        1,
-        at(6),
-        {
-            "kind": "gateway_health",
-            "queue_depth": 99,
-            "oldest_unsent_s": 999,
-            "dead_letters": 9,
-            "ble_adapter_ok": False,
-            "tags_not_heard": 9,
-        },
-    ),
+    (1, "gw-1", "ble_tag_away", 36, at(8, 40), tag_event("ble_tag_away", "ibeacon:a")),
+    (1, "gw-1", "ble_tag_away", 37, at(8, 45), tag_event("ble_tag_away", "ibeacon:b")),
+    (1, "gw-1", "ble_tag_back", 38, at(8, 50), tag_event("ble_tag_back", "ibeacon:a")),
+    (1, "gw-2", "gateway_health", 3, at(6), health(0, None, 0, "scanning")),
+    (1, "gw-2", "gateway_health", 4, at(7), health(0, 0.5, 0, "scanning")),
+    (2, "gw-9", "gateway_health", 1, at(6), health(99, 999.0, 9, "disabled")),
+    (2, "gw-9", "ble_tag_away", 2, at(6, 5), tag_event("ble_tag_away", "ibeacon:z")),
 ]
 
 # (site, post, guard, shift, start, score, equipment score, deductions, on duty, missing ids)

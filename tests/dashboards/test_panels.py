@@ -344,12 +344,14 @@ EXPECTED: dict[tuple[str, str, str], list[Row]] = {
         {"time": "07:00:00", "last": 0.0, "gateway": "gw-2"},
     ],
     ("patrol-edge-health", "BLE adapter", "A"): [
-        {"time": "09:00:00", "last": False, "gateway": "gw-1"},
-        {"time": "07:00:00", "last": True, "gateway": "gw-2"},
+        {"time": "09:00:00", "last": "unavailable", "gateway": "gw-1"},
+        {"time": "07:00:00", "last": "scanning", "gateway": "gw-2"},
     ],
     ("patrol-edge-health", "Tags not heard", "A"): [
-        {"time": "09:00:00", "last": 1.0, "gateway": "gw-1"},
-        {"time": "07:00:00", "last": 0.0, "gateway": "gw-2"},
+        {"time": START, "went quiet": 2, "gateway": "gw-1"},
+    ],
+    ("patrol-edge-health", "Tags not heard", "B"): [
+        {"time": START, "heard again": 1, "gateway": "gw-1"},
     ],
     ("patrol-edge-health", "Eviction records", "A"): [
         {"time": START, "count": 1, "gateway": "gw-1"},
@@ -363,12 +365,11 @@ EXPECTED: dict[tuple[str, str, str], list[Row]] = {
         {"time": "07:00:00", "max": 0.0, "gateway": "gw-2"},
     ],
     ("patrol-edge-health", "Oldest unsent event", "A"): [
-        {"time": "06:00:00", "max": 0.0, "gateway": "gw-1"},
+        # 06:00 reports had nothing unsent (null age): no value, no bucket
         {"time": "07:00:00", "max": 30.0, "gateway": "gw-1"},
         {"time": "08:00:00", "max": 400.0, "gateway": "gw-1"},
         {"time": "09:00:00", "max": 10.0, "gateway": "gw-1"},
-        {"time": "06:00:00", "max": 0.0, "gateway": "gw-2"},
-        {"time": "07:00:00", "max": 0.0, "gateway": "gw-2"},
+        {"time": "07:00:00", "max": 0.5, "gateway": "gw-2"},
     ],
     ("patrol-edge-health", "Last report", "A"): [
         {"time": "09:00:00", "gw_seq": 40, "gateway": "gw-1"},
