@@ -21,14 +21,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from cloud_api import audit, provisioning
+from cloud_api import audit, provisioning, provisioning_csv
 from cloud_api.api.deps import (
+    AppContext,
     ContextDep,
     GatewayDep,
     Principal,
@@ -98,7 +100,7 @@ def _transaction(session: Session, what: str) -> Iterator[None]:
     except NotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
     except ProvisioningError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, detail=str(exc)) from exc
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
     except IntegrityError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"{what} already exists") from exc
 
@@ -1063,3 +1065,130 @@ def get_audit(
             )
             for r in rows
         ]
+
+
+# ---------------------------------------------------------------- bulk registration (CSV)
+
+
+class CsvRowResult(BaseModel):
+    line: int = Field(description="line in the uploaded text (the header is line 1)")
+    kind: str
+    id: str
+    status: Literal["created", "error"]
+    error: str | None = None
+    secrets: dict[str, Any] = Field(
+        default_factory=dict, description="what the row's device needs, shown once"
+    )
+
+
+class CsvResult(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "site_id": 1,
+                    "created": 1,
+                    "errors": 1,
+                    "rows": [
+                        {
+                            "line": 2,
+                            "kind": "beacon",
+                            "id": "000005c1",
+                            "status": "created",
+                            "error": None,
+                            "secrets": {"key_id": 1, "key_b64": "..."},
+                        },
+                        {
+                            "line": 3,
+                            "kind": "wearable",
+                            "id": "A001",
+                            "status": "error",
+                            "error": "id must be 8 lowercase hex digits",
+                            "secrets": {},
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    site_id: int
+    created: int
+    errors: int
+    rows: list[CsvRowResult]
+
+
+_CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "kind,id,label,checkpoint_id,keys\nwearable,0000b001,W-01,,\n"
+                "ntag424,04de5f1eacc041,,13,diversify\n",
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/sites/{site_id}/provisioning/csv",
+    summary="Register devices and tags from CSV",
+    openapi_extra=_CSV_BODY,
+)
+async def post_provisioning_csv(
+    principal: Technician, ctx: ContextDep, site_id: int, request: Request
+) -> CsvResult:
+    """One row per wearable, gateway, beacon, equipment tag or NFC tag; a result per row.
+
+    Columns ``kind,id,label,checkpoint_id,keys`` (see :mod:`cloud_api.provisioning_csv`);
+    at most 1,000 rows and 512 KiB per request (the ``patrol provision csv`` command
+    uploads bigger files in chunks). Bad rows are reported and the others registered.
+    """
+    if request.headers.get("content-type", "").split(";")[0].strip() not in ("text/csv", ""):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE, detail="send the file as text/csv"
+        )
+    raw = await request.body()
+    if len(raw) > provisioning_csv.MAX_BYTES:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            detail=f"CSV over {provisioning_csv.MAX_BYTES} bytes; upload in chunks",
+        )
+    try:
+        rows = provisioning_csv.parse(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="the CSV is not UTF-8"
+        ) from exc
+    except provisioning_csv.CsvError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    return await run_in_threadpool(_register_csv, ctx, principal, site_id, rows)
+
+
+def _register_csv(
+    ctx: AppContext, principal: Principal, site_id: int, rows: list[tuple[int, dict[str, str]]]
+) -> CsvResult:
+    with ctx.sessions() as session, _transaction(session, "row"):
+        site = _site(session, principal, site_id)
+        results = provisioning_csv.register_rows(
+            session, box=ctx.box, site=site, rows=rows, actor=actor_of(principal)
+        )
+    created = sum(1 for r in results if r.status == "created")
+    return CsvResult(
+        site_id=site_id,
+        created=created,
+        errors=len(results) - created,
+        rows=[
+            CsvRowResult(
+                line=r.line,
+                kind=r.kind,
+                id=r.id,
+                status="created" if r.status == "created" else "error",
+                error=r.error,
+                secrets=r.secrets,
+            )
+            for r in results
+        ],
+    )
