@@ -92,7 +92,7 @@ def build() -> dm.Dashboard:
         [
             query(
                 f'SELECT max("obs_queue_depth") FROM "gateway_health" {HEALTH_FILTER} '
-                'GROUP BY time($__interval), "gateway" fill(none)',
+                'GROUP BY time($__interval), "site", "gateway" fill(none)',
                 alias="$tag_gateway",
             )
         ],

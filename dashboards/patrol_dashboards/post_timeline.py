@@ -21,7 +21,6 @@ from patrol_dashboards.common import (
     dashboard,
     guard_variable,
     link,
-    post_link,
     post_row_link,
     post_variable,
     query,
@@ -58,7 +57,6 @@ def build() -> dm.Dashboard:
         ],
         unit=units.Short,
         bars=True,
-        links=[post_link()],
     )
     missed_late = time_series(
         "Missed and late checkpoints",

@@ -121,6 +121,15 @@ def test_panels_have_descriptions_units_and_console_links() -> None:
                 assert defaults["thresholds"]["steps"], (name, panel["title"])
             if panel["type"] == "state-timeline":  # coloured by its value mappings
                 assert defaults["mappings"], (name, panel["title"])
+            for link in defaults.get("links", []):
+                # a link filled from a series label or a table column needs that tag grouped
+                for tag in re.findall(r"__(?:field\.labels|data\.fields)\.(\w+)", link["url"]):
+                    for target in panel["targets"]:
+                        assert re.search(rf'GROUP BY .*"{tag}"', target["query"]), (
+                            name,
+                            panel["title"],
+                            tag,
+                        )
     assert links, "no link into the console at all"
     for url in links:
         assert CONSOLE_URL.fullmatch(url), url

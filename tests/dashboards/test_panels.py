@@ -357,12 +357,12 @@ EXPECTED: dict[tuple[str, str, str], list[Row]] = {
         {"time": START, "count": 1, "gateway": "gw-1"},
     ],
     ("patrol-edge-health", "Queue depth", "A"): [
-        {"time": "06:00:00", "max": 0.0, "gateway": "gw-1"},
-        {"time": "07:00:00", "max": 5.0, "gateway": "gw-1"},
-        {"time": "08:00:00", "max": 12.0, "gateway": "gw-1"},
-        {"time": "09:00:00", "max": 3.0, "gateway": "gw-1"},
-        {"time": "06:00:00", "max": 0.0, "gateway": "gw-2"},
-        {"time": "07:00:00", "max": 0.0, "gateway": "gw-2"},
+        {"time": "06:00:00", "max": 0.0, "gateway": "gw-1", "site": "1"},
+        {"time": "07:00:00", "max": 5.0, "gateway": "gw-1", "site": "1"},
+        {"time": "08:00:00", "max": 12.0, "gateway": "gw-1", "site": "1"},
+        {"time": "09:00:00", "max": 3.0, "gateway": "gw-1", "site": "1"},
+        {"time": "06:00:00", "max": 0.0, "gateway": "gw-2", "site": "1"},
+        {"time": "07:00:00", "max": 0.0, "gateway": "gw-2", "site": "1"},
     ],
     ("patrol-edge-health", "Oldest unsent event", "A"): [
         # 06:00 reports had nothing unsent (null age): no value, no bucket
