@@ -95,3 +95,9 @@ def user_create(
     from cloud_api.cli_users import create_user_command
 
     raise typer.Exit(create_user_command(database_url, username, role, site or [], typer.echo))
+
+
+# Bulk registration from CSV (cloud-store): patrol_cli/bulk.py
+from patrol_cli.bulk import app as bulk_app  # noqa: E402
+
+app.add_typer(bulk_app, name="bulk")
