@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,3 +69,30 @@ def ingest(edge_settings) -> Iterator[tuple[MqttIngest, EdgeQueue]]:  # type: ig
     yield ingest, queue
     ingest.stop()
     queue.close()
+
+
+@pytest.fixture
+def agent_env(tmp_path: Path, mqtt_broker) -> Iterator[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """Environment of ``python -m edge_agent run`` on the private Mosquitto (own session)."""
+    client_id = f"edge-kill-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ)
+    env.update(
+        PATROL_EDGE_MQTT_HOST=mqtt_broker.host,
+        PATROL_EDGE_MQTT_PORT=str(mqtt_broker.port),
+        PATROL_EDGE_MQTT_USERNAME=mqtt_broker.gateway_user,
+        PATROL_EDGE_MQTT_PASSWORD=mqtt_broker.credentials[mqtt_broker.gateway_user],
+        PATROL_EDGE_MQTT_CLIENT_ID=client_id,
+        PATROL_EDGE_CLOUD_URL="http://127.0.0.1:9",
+        PATROL_EDGE_GATEWAY_ID="gw-test",
+        PATROL_EDGE_GATEWAY_API_KEY="not-used-here",
+        PATROL_EDGE_QUEUE_PATH=str(tmp_path / "edge-queue.sqlite3"),
+        PATROL_EDGE_METRICS_PORT="0",
+    )
+    yield env
+    forget_session(
+        mqtt_broker.host,
+        mqtt_broker.port,
+        mqtt_broker.gateway_user,
+        mqtt_broker.credentials[mqtt_broker.gateway_user],
+        client_id,
+    )

@@ -10,8 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import queue
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -248,3 +250,44 @@ def tls_files(directory: Path) -> tuple[Path, Path, Path]:
         )
     )
     return ca_file, cert_file, key_file
+
+
+AGENT_START_TIMEOUT_S = 15.0
+
+
+class AgentProcess:
+    """``python -m edge_agent run`` with its stderr lines collected by a thread."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent", "run", "--log-level", "DEBUG"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.put(line)
+
+    def wait_for(self, text: str, count: int = 1, timeout_s: float = AGENT_START_TIMEOUT_S) -> None:
+        def enough() -> bool:
+            while not self.lines.empty():
+                self.seen.append(self.lines.get())
+            return sum(text in line for line in self.seen) >= count
+
+        wait_until(enough, timeout_s, what=f"{count} x {text!r} from the agent: {self.seen[-5:]}")
+
+    def kill_hard(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        assert self.proc.wait(10) == -signal.SIGKILL
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(20)

@@ -7,87 +7,16 @@ session and are redelivered when the agent comes back: every seq ends up in the
 queue exactly once.
 """
 
-import os
-import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
-import pytest
-from edgetest import forget_session, heartbeat_frame, wait_until
+from edgetest import AgentProcess, heartbeat_frame
 
 from edge_agent.queue import EdgeQueue, QueueStats
 
 FRAMES = 20
 START_TIMEOUT_S = 15.0
-
-
-class AgentProcess:
-    """``python -m edge_agent run`` with its stderr lines collected by a thread."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent", "run", "--log-level", "DEBUG"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.lines.put(line)
-
-    def wait_for(self, text: str, count: int = 1, timeout_s: float = START_TIMEOUT_S) -> None:
-        def enough() -> bool:
-            while not self.lines.empty():
-                self.seen.append(self.lines.get())
-            return sum(text in line for line in self.seen) >= count
-
-        wait_until(enough, timeout_s, what=f"{count} x {text!r} from the agent: {self.seen[-5:]}")
-
-    def kill_hard(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(10) == -signal.SIGKILL
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(20)
-
-
-@pytest.fixture
-def agent_env(tmp_path: Path, mqtt_broker):
-    client_id = f"edge-kill-{uuid.uuid4().hex[:8]}"
-    env = dict(os.environ)
-    env.update(
-        PATROL_EDGE_MQTT_HOST=mqtt_broker.host,
-        PATROL_EDGE_MQTT_PORT=str(mqtt_broker.port),
-        PATROL_EDGE_MQTT_USERNAME=mqtt_broker.gateway_user,
-        PATROL_EDGE_MQTT_PASSWORD=mqtt_broker.credentials[mqtt_broker.gateway_user],
-        PATROL_EDGE_MQTT_CLIENT_ID=client_id,
-        PATROL_EDGE_CLOUD_URL="http://127.0.0.1:9",
-        PATROL_EDGE_GATEWAY_ID="gw-test",
-        PATROL_EDGE_GATEWAY_API_KEY="not-used-here",
-        PATROL_EDGE_QUEUE_PATH=str(tmp_path / "edge-queue.sqlite3"),
-        PATROL_EDGE_METRICS_PORT="0",
-    )
-    yield env
-    forget_session(
-        mqtt_broker.host,
-        mqtt_broker.port,
-        mqtt_broker.gateway_user,
-        mqtt_broker.credentials[mqtt_broker.gateway_user],
-        client_id,
-    )
 
 
 def test_sigkill_before_commit_loses_nothing(agent_env, wearables):
