@@ -1,59 +1,48 @@
-"""Wearable entry point on an ESP32: read /config.json, build the HAL, loop forever.
+"""Device entry point on an ESP32: read /config.json, build the HAL, loop forever.
 
-config.json (see firmware/README.md)::
-
-    {"device_id": "0000a001", "key_hex": "<64 hex>", "key_id": 1,
-     "wifi_ssid": "...", "wifi_password": "...",
-     "mqtt_host": "192.168.1.10", "mqtt_port": 1883, "mqtt_password": "...",
-     "heartbeat_interval_s": 60, "step_interval_ms": 50}
+/config.json is what ``patrol provision`` writes into a device bundle (see
+lib/patrol/config.py and firmware/README.md); its ``role`` picks the logic: a
+wearable (the default), a BLE checkpoint beacon or an equipment tag.
 """
-
-import json
 
 import machine
 
+from patrol import config
 from patrol.compat import sleep_ms
 from patrol.hal.esp32 import Esp32Hal
-from patrol.wearable import Wearable, WearableConfig
 
 _CONFIG_PATH = "/config.json"
 _FLASH_DIR = "/data"
 _WATCHDOG_MS = 30000  # a hung loop reboots the device; the queue survives
 
 
-def load_config(path=_CONFIG_PATH):
-    with open(path) as f:
-        raw = json.loads(f.read())
-    device_id_text = raw["device_id"]
-    if len(device_id_text) != 8:
-        raise ValueError("device_id must be 8 hex digits")
-    cfg = WearableConfig(
-        device_id=int(device_id_text, 16),
-        key=bytes.fromhex(raw["key_hex"]),
-        key_id=raw.get("key_id", 1),
-        mqtt_host=raw["mqtt_host"],
-        mqtt_port=raw.get("mqtt_port", 1883),
-        mqtt_user=device_id_text,
-        mqtt_password=raw["mqtt_password"],
-        heartbeat_interval_s=raw.get("heartbeat_interval_s", 60),
-        visit_rssi_dbm=raw.get("visit_rssi_dbm", -70),
-        visit_dwell_s=raw.get("visit_dwell_s", 10),
-        man_down_s=raw.get("man_down_s", 0),
-        man_down_cancel_s=raw.get("man_down_cancel_s", 30),
-    )
-    return raw, cfg
-
-
 def main():
-    raw, cfg = load_config()
-    hal = Esp32Hal(_FLASH_DIR, raw["wifi_ssid"], raw["wifi_password"])
-    wearable = Wearable(hal, cfg)
-    step_interval_ms = raw.get("step_interval_ms", 50)
+    raw = config.read(_CONFIG_PATH)
+    role = config.role_of(raw)
+    if role == config.ROLE_WEARABLE:
+        from patrol.wearable import Wearable
+
+        hal = Esp32Hal(_FLASH_DIR, raw["wifi_ssid"], raw["wifi_password"])
+        step = Wearable(hal, config.wearable_config(raw)).step
+        step_interval_ms = raw.get("step_interval_ms", 50)
+    elif role == config.ROLE_BEACON:
+        from patrol.beacon import Beacon
+
+        hal = Esp32Hal(_FLASH_DIR, None, None, wifi=False)
+        step = Beacon(hal, config.beacon_config(raw)).run_once  # sleeps between adverts
+        step_interval_ms = 0
+    else:
+        from patrol.equipment import EquipmentTag
+
+        hal = Esp32Hal(_FLASH_DIR, None, None, wifi=False)
+        step = EquipmentTag(hal, config.equipment_config(raw)).step
+        step_interval_ms = raw.get("step_interval_ms", 100)
     watchdog = machine.WDT(timeout=_WATCHDOG_MS)
     while True:
-        wearable.step()
+        step()
         watchdog.feed()
-        sleep_ms(step_interval_ms)
+        if step_interval_ms:
+            sleep_ms(step_interval_ms)
 
 
 main()

@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
+from patrol_cli.provision import app as provision_app
+
 app = typer.Typer(help="Patrol verification: demo and operator commands.", no_args_is_help=True)
+app.add_typer(provision_app, name="provision")
 
 
 @app.command()
