@@ -198,6 +198,7 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title="Last report",
     )
     return dashboard(
         uid=UID,

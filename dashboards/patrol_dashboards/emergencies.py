@@ -60,6 +60,8 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title="Time",
+        units={"delay_ms": units.Milliseconds},
         links=[alerts_link()],
     )
     to_ack = big_number(

@@ -50,9 +50,11 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title="Last heard",
         sort_by="battery",
         descending=False,
-        unit=units.Percent,
+        units={"battery": units.Percent},
+        coloured=["battery"],
         thresholds=BATTERY_THRESHOLDS,
     )
     battery_trend = time_series(
@@ -81,6 +83,8 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title="Last heard",
+        units={"rssi_dbm": units.DecibelMilliWatt},
     )
     missing = rows(
         "Items missing from on-duty guards",
@@ -94,6 +98,8 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title=None,
+        coloured=["missing"],
         thresholds=COUNT_BAD_THRESHOLDS,
         links=[post_row_link()],
     )
@@ -107,9 +113,11 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title="Last heartbeat",
         sort_by="battery",
         descending=False,
-        unit=units.Percent,
+        units={"battery": units.Percent},
+        coloured=["battery"],
         thresholds=BATTERY_THRESHOLDS,
     )
     return dashboard(

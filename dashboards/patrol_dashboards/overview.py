@@ -91,8 +91,10 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title=None,
         sort_by="score",
-        unit=units.Percent,
+        units={"score": units.Percent},
+        coloured=["score"],
         thresholds=SCORE_THRESHOLDS,
     )
     open_items = rows(
@@ -106,7 +108,9 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title=None,
         sort_by="open",
+        coloured=["overdue"],
         thresholds=COUNT_WARN_THRESHOLDS,
         links=[post_row_link()],
     )

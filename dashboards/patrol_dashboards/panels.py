@@ -6,7 +6,7 @@ repeated in docs/dashboards.md), the InfluxQL targets and the display settings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from grafana_foundation_sdk.builders import bargauge, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as cb
@@ -134,14 +134,22 @@ def rows(
     description: str,
     targets: Sequence[InfluxQL],
     *,
+    time_title: str | None,
     sort_by: str | None = None,
     descending: bool = True,
-    unit: str | None = None,
+    units: Mapping[str, str] | None = None,
+    coloured: Sequence[str] = (),
     thresholds: db.ThresholdsConfig | None = None,
     mappings: Sequence[dm.ValueMap | dm.RangeMap | dm.SpecialValueMap] = (),
     links: Sequence[db.DashboardLink] = (),
 ) -> table.Panel:
-    """A table of the targets' rows (``resultFormat: table``)."""
+    """A table of the targets' rows (``resultFormat: table``).
+
+    ``time_title`` names the time column ("Last heard"), or None to hide it where
+    the query's time means nothing (an aggregate over the whole range). ``units``
+    and ``coloured`` (cell background from ``thresholds`` or ``mappings``) apply to
+    the named columns only, so a count next to a score does not get a "%".
+    """
     panel = (
         table.Panel()
         .title(title)
@@ -150,10 +158,19 @@ def rows(
         .show_header(True)
         .data_links(list(links))
     )
+    if time_title is None:
+        panel = panel.override_by_name("Time", [dm.DynamicConfigValue("custom.hidden", True)])
+    else:
+        panel = panel.override_by_name("Time", [dm.DynamicConfigValue("displayName", time_title)])
+    for column, unit in (units or {}).items():
+        panel = panel.override_by_name(column, [dm.DynamicConfigValue("unit", unit)])
+    for column in coloured:
+        panel = panel.override_by_name(
+            column,
+            [dm.DynamicConfigValue("custom.cellOptions", {"type": "color-background"})],
+        )
     if sort_by is not None:
         panel = panel.sort_by([cb.TableSortByFieldState().display_name(sort_by).desc(descending)])
-    if unit is not None:
-        panel = panel.unit(unit)
     if thresholds is not None:
         panel = panel.thresholds(thresholds).color_scheme(
             db.FieldColor().mode(dm.FieldColorModeId.THRESHOLDS)

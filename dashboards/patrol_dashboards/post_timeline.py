@@ -83,6 +83,8 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title="Round start",
+        coloured=["outcome"],
         mappings=[
             text_map(
                 ("complete", "complete", GREEN),
@@ -103,6 +105,7 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title=None,
         sort_by="visits",
     )
     flagged = rows(
@@ -117,6 +120,9 @@ def build() -> dm.Dashboard:
                 table=True,
             )
         ],
+        time_title="Time",
+        units={"delay_ms": units.Milliseconds},
+        coloured=["flag_count"],
         thresholds=COUNT_WARN_THRESHOLDS,
     )
     return dashboard(

@@ -451,6 +451,13 @@ def test_panel_query(loaded: tuple[str, str], uid: str, title: str, ref_id: str)
     assert not re.search(r"\$(\w|\{)", q), f"a variable was left in: {q}"
     actual = run(url, db, q)
     assert actual == EXPECTED[(uid, title, ref_id)], f"{q}\nACTUAL {actual!r}"
+    # Column settings (units, colours, hidden time) name columns the query really returns.
+    columns = {"Time", *(key for row in actual for key in row)}
+    for override in panel["fieldConfig"]["overrides"]:
+        assert override["matcher"]["options"].replace("Time", "time") in columns | {"time"}, (
+            title,
+            override["matcher"]["options"],
+        )
 
 
 @pytest.mark.parametrize(
