@@ -81,8 +81,9 @@ def build() -> dm.Dashboard:
     )
     league = rows(
         "League table of guards",
-        "Guards ranked by their mean shift score in the range (ties: lower guard id "
-        "first), with the number of shifts and of deductions behind it.",
+        "Guards ranked by their mean shift score in the range, with the number of shifts "
+        "and of deductions behind it. The monthly ranking of record is the compliance "
+        "report's; this is the live view.",
         [
             query(
                 'SELECT mean("score") AS "score", count("score") AS "shifts", '

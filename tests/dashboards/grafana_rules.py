@@ -3,10 +3,11 @@
 Grafana itself cannot run here (no package registry has it), so the tests apply its
 rules themselves, each from Grafana's documentation:
 
-- ``$timeFilter`` becomes ``time >= <from>ms and time <= <to>ms`` for an absolute
-  range (the InfluxDB data source's InfluxQL time filter; "Configure the InfluxDB
-  data source" / "InfluxDB query editor", grafana.com/docs/grafana/latest/datasources/
-  influxdb/query-editor/: "$timeFilter ... adds the time range filter").
+- ``$timeFilter`` is the dashboard's time range as an InfluxQL condition ("InfluxDB
+  query editor", grafana.com/docs/grafana/latest/datasources/influxdb/query-editor/);
+  its exact form for an absolute range, ``time >= <from>ms and time <= <to>ms``, is
+  what the data source's backend renders (grafana/pkg/tsdb/influxdb/influxql,
+  ``renderTimeFilter``), both ends included.
 - ``${__from}`` / ``${__to}`` are the range's ends in epoch milliseconds
   ("Global variables", grafana.com/docs/grafana/latest/dashboards/variables/
   add-template-variables/#global-variables: "always interpolated as epoch
