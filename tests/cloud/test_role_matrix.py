@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import provisioning_seed
 import pytest
 from cloudtest import (
     SERVER_KEY,
@@ -94,6 +95,9 @@ class Call:
     query: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     form: dict[str, str] | None = None
+    content: bytes | None = None
+    """A raw body (e.g. text/csv), with its Content-Type in ``headers``."""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -270,17 +274,116 @@ MATRIX: dict[tuple[str, str], Row] = {
         people(Role.TECHNICIAN, Role.SUPERVISOR),
         lambda _m: Call(path_params={"device_id": "0000a001"}),
     ),
-    # provisioning (cloud-store): admins only for now
+    # provisioning (cloud-store): organisation by admins; everything else by technicians
+    # of the object's site (and admins); seeds in tests/cloud/provisioning_seed.py
+    ("POST", "/api/v1/companies"): Row(
+        people(outsider=403), lambda m: Call(json={"name": f"Company {m.unique}"})
+    ),
+    ("POST", "/api/v1/customers"): Row(
+        people(outsider=403), lambda m: Call(json={"name": f"Customer {m.unique}"})
+    ),
     ("POST", "/api/v1/sites"): Row(
         people(outsider=403), lambda m: Call(json={"name": f"Site {m.unique}"})
     ),
+    ("POST", "/api/v1/sites/{site_id}/zones"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(path_params={"site_id": m.site_a}, json={"name": f"Zone {m.unique}"}),
+    ),
+    ("POST", "/api/v1/sites/{site_id}/guards"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(path_params={"site_id": m.site_a}, json={"name": f"Guard {m.unique}"}),
+    ),
+    ("POST", "/api/v1/sites/{site_id}/equipment"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(
+            path_params={"site_id": m.site_a}, json={"kind": "radio", "label": m.unique}
+        ),
+    ),
+    ("POST", "/api/v1/equipment/{item_id}/assign"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(**provisioning_seed.equipment(m.world.engine, m.site_a, assign=True)),
+    ),
+    ("POST", "/api/v1/equipment/{item_id}/return"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(**provisioning_seed.equipment(m.world.engine, m.site_a, assign=False)),
+    ),
+    ("POST", "/api/v1/wearables/{device_id}/assign"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(
+            path_params={"device_id": "0000a001"},
+            json={"guard_id": provisioning_seed.guard_id(m.world.engine, m.site_a)},
+        ),
+    ),
     ("POST", "/api/v1/gateways"): Row(
-        people(outsider=403),
+        people(Role.TECHNICIAN),
         lambda m: Call(json={"gateway_id": f"gw-{m.unique}", "site_id": m.site_a}),
     ),
+    ("POST", "/api/v1/gateways/{gateway_id}/rotate"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(**provisioning_seed.gateway(m.world.engine, m.site_a)),
+    ),
+    ("POST", "/api/v1/gateways/{gateway_id}/revoke"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(
+            **provisioning_seed.gateway(m.world.engine, m.site_a), json={"reason": "test"}
+        ),
+    ),
     ("POST", "/api/v1/wearables"): Row(
-        people(outsider=403),
+        people(Role.TECHNICIAN),
         lambda m: Call(json={"device_id": f"{m.next_seq():08x}", "site_id": m.site_a}),
+    ),
+    ("POST", "/api/v1/beacons"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(json={"beacon_id": f"{0xB0000 + m.next_seq():08x}", "site_id": m.site_a}),
+    ),
+    ("POST", "/api/v1/equipment-tags"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(json={"tag_id": f"{0xE0000 + m.next_seq():08x}", "site_id": m.site_a}),
+    ),
+    ("POST", "/api/v1/nfc-tags"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(
+            json={"uid": f"04{m.next_seq():012x}", "site_id": m.site_a, "tag_type": "ntag424"}
+        ),
+    ),
+    ("POST", "/api/v1/devices/{kind}/{device_id}/rotate"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(**provisioning_seed.wearable(m.world.engine, m.site_a), json={}),
+    ),
+    ("POST", "/api/v1/devices/{kind}/{device_id}/revoke"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(
+            **provisioning_seed.wearable(m.world.engine, m.site_a), json={"reason": "test"}
+        ),
+    ),
+    ("POST", "/api/v1/mqtt-accounts/{username}/rotate"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(**provisioning_seed.mqtt_account(m.world.engine, m.site_a)),
+    ),
+    ("POST", "/api/v1/nfc-tags/{uid}/rotate"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(**provisioning_seed.ntag424(m.world.engine, m.site_a), json={}),
+    ),
+    ("POST", "/api/v1/nfc-tags/{uid}/revoke"): Row(
+        people(Role.TECHNICIAN),
+        lambda m: Call(
+            **provisioning_seed.ntag424(m.world.engine, m.site_a), json={"reason": "test"}
+        ),
+    ),
+    ("POST", "/api/v1/sites/{site_id}/master-key/rotate"): Row(people(Role.TECHNICIAN), _site_call),
+    ("POST", "/api/v1/wearables/{device_id}/commands"): Row(
+        people(Role.TECHNICIAN),
+        lambda _m: Call(
+            path_params={"device_id": "0000a001"}, json={"kind": "locate", "duration_s": 5}
+        ),
+    ),
+    ("GET", "/api/v1/sites/{site_id}/mosquitto"): Row(people(Role.TECHNICIAN), _site_call),
+    ("GET", "/api/v1/gateway/mosquitto"): Row(gateway_only()),
+    ("GET", "/api/v1/sites/{site_id}/audit"): Row(
+        people(Role.TECHNICIAN, Role.SUPERVISOR), _site_call
+    ),
+    ("POST", "/api/v1/sites/{site_id}/provisioning/csv"): Row(
+        people(Role.TECHNICIAN), lambda m: Call(**provisioning_seed.csv_call(m.site_a))
     ),
     # compliance (compliance-score): targets, plans, shifts, scores
     ("GET", "/api/v1/posts/{post_id}/targets"): Row(
@@ -401,7 +504,8 @@ def test_role_matrix(world: World, route: tuple[str, str]) -> None:
             params=call.query,
             json=call.json,
             data=call.form,
-            headers=headers_of[caller],
+            content=call.content,
+            headers={**headers_of[caller], **call.headers},
         )
         got[caller] = _status_class(response.status_code)
         bodies[caller] = response.text[:200]
