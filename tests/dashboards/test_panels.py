@@ -1,6 +1,6 @@
 """Every panel's every query, run against the real InfluxDB 1.x on a known scenario.
 
-The scenario (scenario.py) goes through the product's serialisers, outbox and
+The scenario (dashboards_scenario.py) goes through the product's serialisers, outbox and
 InfluxDB 1.x writer. For each target of each dashboard the query is interpolated
 the way Grafana does it (grafana_rules.py: template variables, ``$timeFilter``,
 ``${__to}``, ``$__interval``), run, and its rows compared with the numbers the
@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import dashboards_scenario as scenario
 import httpx
 import pytest
-import scenario
 from grafana_rules import TimeRange, Variable, calculate_interval, interpolate
 from patrol_dashboards.build import JSON_DIR
 from sinktest import private_database
