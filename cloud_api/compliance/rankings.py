@@ -25,11 +25,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cloud_api.compliance.report.period import Month, site_zone
-from cloud_api.models import ComplianceScore, ComplianceShift, Deviation, Site, User
+from cloud_api.models import ComplianceScore, ComplianceShift, Deviation, Guard, Site
 
 MAX_STREAK_MONTHS = 24
 """Streaks look back at most two years: bounded work per ranking."""
@@ -300,7 +300,7 @@ def _month_guard_ranking(
     names = {
         user_id: name
         for user_id, name in session.execute(
-            select(User.id, User.username).where(User.id.in_(guard_ids))
+            select(Guard.id, Guard.name).where(Guard.id.in_(guard_ids))
         )
     }
     return rank_guards(
@@ -356,8 +356,14 @@ def site_rankings(
         names[site_id] = site.name
         start, end = month.bounds(site_zone(site.timezone))
         results += load_results(session, site_id=site_id, start=start, end=end)
-        counts = _deviation_counts(session, site_id=site_id, start=start, end=end)
-        deviations[site_id] = sum(sum(c.values()) for c in counts.values())
+        deviations[site_id] = session.execute(
+            select(func.count()).where(
+                Deviation.site_id == site_id,
+                Deviation.withdrawn_at.is_(None),
+                Deviation.occurred_at >= start,
+                Deviation.occurred_at < end,
+            )
+        ).scalar_one()
         stars[site_id] = sum(
             g.stars for g in _month_guard_ranking(session, site, month, policy, None)
         )

@@ -103,7 +103,7 @@ def test_csv_figures_match_the_hand_computed_month(
     assert {k[1]: v for k, v in deviations.items() if k[0] == d1} == {
         "occurred_at": "2026-11-03T00:10:00+08:00",
         "post": "Main gate",
-        "guard": "guard-zhao",
+        "guard": "Zhao Wei",
         "rule": "too_fast",
         "severity": "critical",
         "detail": "too_fast seen",

@@ -306,9 +306,10 @@ def test_resolved_items_do_not_escalate(depot: Depot) -> None:
 
 def test_workflow_steps_reach_the_influx_outbox(depot: Depot) -> None:
     now = SCORED_AT
-    sink = wf.DeviationSink(influx_enabled=True, clock=lambda: now)
+    sink = wf.DeviationSink(clock=lambda: now)
     with depot.sessions() as s, s.begin():
         sink.breaches_found(s, shift(depot), [too_fast(depot)])  # deviation + opened
+        assert wf.flush_lines(s, now=now, enabled=True) == 2
         item_id = s.scalars(select(RectificationItem.id)).one()
         wf.escalate_overdue(s, now=now + timedelta(hours=5))
         start = now + timedelta(hours=6)
@@ -473,7 +474,7 @@ def test_reassign_only_to_a_supervisor_of_the_site(depot: Depot) -> None:
         s.begin(),
         pytest.raises(wf.InvalidInput, match="not an active supervisor"),
     ):
-        wf.reassign(s, item_id, owner_id=depot.guard_zhao, actor_id=depot.sup_li, now=SCORED_AT)
+        wf.reassign(s, item_id, owner_id=depot.user_zhao, actor_id=depot.sup_li, now=SCORED_AT)
     with depot.sessions() as s, s.begin():
         wf.reassign(s, item_id, owner_id=depot.sup_wang, actor_id=depot.sup_li, now=SCORED_AT)
     assert items(depot)[0].owner_id == depot.sup_wang

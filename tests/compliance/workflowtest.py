@@ -1,8 +1,9 @@
 """A small site for the workflow, ranking and report tests, on a real database.
 
 "Kunming depot" (Asia/Shanghai, UTC+8 all year) has two posts, Main gate and Car
-park; two supervisors (sup-li, sup-wang: the lower id first), two guards
-(guard-zhao, guard-qian) and a customer (cust-chen). "Other site" exists so
+park; two supervisors (sup-li, sup-wang: the lower id first), two guards (``guards``
+rows "Zhao Wei" and "Qian Lei", each linked to a login: guard-zhao, guard-qian) and
+a customer (cust-chen). "Other site" exists so
 scope checks have something to refuse. Users get a fixed password so tests can
 log in through the API.
 """
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cloud_api.auth.users import create_user
 from cloud_api.db import init_db, make_engine, make_sessionmaker, session_scope
-from cloud_api.models import Role
+from cloud_api.models import Guard, Role
 from cloud_api.provisioning import create_post, create_site
 
 PASSWORD = "correct horse battery staple"
@@ -39,7 +40,11 @@ class Depot:
     sup_li: int
     sup_wang: int
     guard_zhao: int
+    """``guards.id`` (what shifts, deviations and rankings name)."""
     guard_qian: int
+    user_zhao: int
+    """The login of guard Zhao (role guard)."""
+    user_qian: int
     customer: int
     other_customer: int
 
@@ -63,6 +68,10 @@ def build_depot(engine: Engine) -> Depot:
         ):
             user, _ = create_user(s, username=name, role=role, password=PASSWORD, sites=sites)
             ids[name] = user.id
+        zhao = Guard(site_id=site.id, name="Zhao Wei", user_id=ids["guard-zhao"])
+        qian = Guard(site_id=site.id, name="Qian Lei", user_id=ids["guard-qian"])
+        s.add_all([zhao, qian])
+        s.flush()
         return Depot(
             engine=engine,
             sessions=make_sessionmaker(engine),
@@ -73,8 +82,10 @@ def build_depot(engine: Engine) -> Depot:
             other_post=other_post.id,
             sup_li=ids["sup-li"],
             sup_wang=ids["sup-wang"],
-            guard_zhao=ids["guard-zhao"],
-            guard_qian=ids["guard-qian"],
+            guard_zhao=zhao.id,
+            guard_qian=qian.id,
+            user_zhao=ids["guard-zhao"],
+            user_qian=ids["guard-qian"],
             customer=ids["cust-chen"],
             other_customer=ids["cust-other"],
         )

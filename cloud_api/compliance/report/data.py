@@ -28,6 +28,7 @@ from cloud_api.models import (
     Deviation,
     Event,
     Gateway,
+    Guard,
     Inspection,
     Post,
     RectificationItem,
@@ -222,12 +223,11 @@ def _deviations(
     session: Session, site_id: int, start: datetime, end: datetime, posts: Mapping[int, str]
 ) -> tuple[DeviationLine, ...]:
     owner = aliased(User)
-    guard = aliased(User)
     rows = session.execute(
-        select(Deviation, RectificationItem, owner.username, guard.username)
+        select(Deviation, RectificationItem, owner.username, Guard.name)
         .join(RectificationItem, RectificationItem.deviation_id == Deviation.id)
         .outerjoin(owner, owner.id == RectificationItem.owner_id)
-        .outerjoin(guard, guard.id == Deviation.guard_id)
+        .outerjoin(Guard, Guard.id == Deviation.guard_id)
         .where(
             Deviation.site_id == site_id,
             Deviation.withdrawn_at.is_(None),

@@ -1,7 +1,7 @@
 """compliance workflow: deviations, rectification, inspections, complaints, surveys
 
 Revision ID: compliance_workflow_1_tables
-Revises: 0001_baseline
+Revises: store_1_provisioning (deviations and inspections name guards.id)
 Create Date: 2026-11-25 06:41:49.609601
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "compliance_workflow_1_tables"
-down_revision: str | Sequence[str] | None = "0001_baseline"
+down_revision: str | Sequence[str] | None = "store_1_provisioning"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -60,7 +60,7 @@ def upgrade() -> None:
         sa.Column("detail", sa.Text(), nullable=False),
         sa.Column("withdrawn_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
-            ["guard_id"], ["users.id"], name=op.f("fk_deviations_guard_id_users")
+            ["guard_id"], ["guards.id"], name=op.f("fk_deviations_guard_id_guards")
         ),
         sa.ForeignKeyConstraint(
             ["post_id"], ["posts.id"], name=op.f("fk_deviations_post_id_posts")
@@ -133,7 +133,7 @@ def upgrade() -> None:
             ["deviation_id"], ["deviations.id"], name=op.f("fk_inspections_deviation_id_deviations")
         ),
         sa.ForeignKeyConstraint(
-            ["guard_id"], ["users.id"], name=op.f("fk_inspections_guard_id_users")
+            ["guard_id"], ["guards.id"], name=op.f("fk_inspections_guard_id_guards")
         ),
         sa.ForeignKeyConstraint(
             ["inspector_id"], ["users.id"], name=op.f("fk_inspections_inspector_id_users")
