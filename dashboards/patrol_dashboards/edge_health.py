@@ -25,6 +25,7 @@ from patrol_dashboards.common import (
     ORANGE,
     RED,
     SITE,
+    TO,
     dashboard,
     gateway_variable,
     query,
@@ -50,7 +51,8 @@ def _online() -> statetimeline.Panel:
         .title("Gateway online")
         .description(
             "Health reports received per interval: a gateway that sent none in an interval "
-            "was offline (or cut off from the cloud) then."
+            "was offline (or cut off from the cloud) then. One silent for the whole range "
+            "is not drawn: see Last report."
         )
         .targets(
             [
@@ -190,11 +192,13 @@ def build() -> dm.Dashboard:
     )
     last_report = rows(
         "Last report",
-        "When each gateway last reported its health (the row's time) and its sequence number.",
+        "When each gateway last reported its health (the row's time) and its sequence "
+        "number, looking back beyond the range: a gateway silent for days shows here with "
+        "its old time, while it is absent from the panels above.",
         [
             query(
-                f'SELECT last("gw_seq") AS "gw_seq" FROM "gateway_health" {HEALTH_FILTER} '
-                f"{LAST_BY_GATEWAY}",
+                'SELECT last("gw_seq") AS "gw_seq" FROM "gateway_health" '
+                f"{where(SITE, GATEWAY, HEALTH, TO)} {LAST_BY_GATEWAY}",
                 table=True,
             )
         ],

@@ -163,6 +163,14 @@ OBSERVATIONS: list[tuple[int, str, str, int, datetime, dict[str, Any]]] = [
     (1, "gw-1", "ble_tag_back", 38, at(8, 50), tag_event("ble_tag_back", "ibeacon:a")),
     (1, "gw-2", "gateway_health", 3, at(6), health(0, None, 0, "scanning")),
     (1, "gw-2", "gateway_health", 4, at(7), health(0, 0.5, 0, "scanning")),
+    (
+        1,
+        "gw-3",
+        "gateway_health",
+        7,
+        at(18, day=22),
+        health(0, None, 0, "scanning"),
+    ),  # silent since
     (2, "gw-9", "gateway_health", 1, at(6), health(99, 999.0, 9, "disabled")),
     (2, "gw-9", "ble_tag_away", 2, at(6, 5), tag_event("ble_tag_away", "ibeacon:z")),
 ]

@@ -374,6 +374,7 @@ EXPECTED: dict[tuple[str, str, str], list[Row]] = {
     ("patrol-edge-health", "Last report", "A"): [
         {"time": "09:00:00", "gw_seq": 40, "gateway": "gw-1"},
         {"time": "07:00:00", "gw_seq": 4, "gateway": "gw-2"},
+        {"time": "2026-11-22T18:00:00+00:00", "gw_seq": 7, "gateway": "gw-3"},
     ],
 }
 
@@ -481,7 +482,7 @@ VARIABLE_VALUES: dict[str, list[str]] = {
     "site": ["1", "2"],
     "post": ["11", "12"],
     "guard": ["101", "102", "103"],
-    "gateway": ["gw-1", "gw-2"],
+    "gateway": ["gw-1", "gw-2", "gw-3"],
 }
 """What each variable offers with site 1 selected (the others set to All)."""
 
