@@ -16,11 +16,9 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from cloud_api.api import problems
-from cloud_api.api.deps import AppContext
+from cloud_api.api.deps import AppContext, openapi_auth
 from cloud_api.api.routes import auth, chain, devices, events, health, ingest, provisioning
 from cloud_api.api.routes import compliance as compliance_routes
-from cloud_api.api.routes import reports as report_routes
-from cloud_api.api.routes import workflow as workflow_routes
 from cloud_api.auth.tokens import signing_key
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
@@ -50,6 +48,7 @@ def _openapi_with_ingest_batch(app: FastAPI) -> Callable[[], dict[str, Any]]:
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(batch.pop("$defs", {}))
             components["IngestBatch"] = batch
+            openapi_auth(app.routes, schema)
             app.openapi_schema = problems.patch_openapi(schema)
         return app.openapi_schema
 
@@ -111,7 +110,5 @@ def create_app(
     app.include_router(chain.router, prefix=API_PREFIX)
     app.include_router(devices.router, prefix=API_PREFIX)
     app.include_router(compliance_routes.router, prefix=API_PREFIX)
-    app.include_router(workflow_routes.router, prefix=API_PREFIX)
-    app.include_router(report_routes.router, prefix=API_PREFIX)
     app.openapi = _openapi_with_ingest_batch(app)  # type: ignore[method-assign]
     return app

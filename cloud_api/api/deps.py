@@ -11,14 +11,16 @@ same answer as for a site that does not exist). The policy is in docs/api.md.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.routing import BaseRoute
 
 from cloud_api.api.problems import Problem, forbidden, not_found, unauthenticated
 from cloud_api.auth.tokens import InvalidTokenError, read_token
@@ -137,7 +139,7 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
     """A dependency admitting only ``roles`` (admin always), else 403."""
     allowed = frozenset(roles) | {Role.ADMIN}
 
-    def check(principal: PrincipalDep) -> Principal:
+    def check(principal: PrincipalDep) -> Principal:  # marked for the OpenAPI, below
         if principal.role not in allowed:
             raise forbidden(
                 f"role {principal.role.value} may not do this "
@@ -145,6 +147,7 @@ def require_roles(*roles: Role) -> Callable[[Principal], Principal]:
             )
         return principal
 
+    check.patrol_roles = allowed  # type: ignore[attr-defined]  # read by openapi_auth
     return check
 
 
@@ -182,3 +185,57 @@ EventReaderDep = Annotated[
 """Who lists events: guards (their own), supervisors and customers (their sites), admins."""
 DeviceReaderDep = Annotated[Principal, Depends(require_roles(Role.TECHNICIAN, Role.SUPERVISOR))]
 """Who reads a device's health and sequence report: technicians, supervisors, admins."""
+
+
+def _dependency_calls(dependant: Any) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _dependency_calls(sub)
+
+
+def openapi_auth(routes: Sequence[BaseRoute], schema: dict[str, Any]) -> None:
+    """Document what the credential dependencies answer, on every route that uses them.
+
+    A route depending on a bearer credential gets the ``bearer`` security
+    requirement and its 401; one behind :func:`require_roles` also its 403 and a
+    line naming the roles. Route-specific answers (404, 409) stay the route's to
+    declare.
+    """
+    from cloud_api.api.problems import problem_responses
+
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A person's access token (POST /api/v1/auth/token), the admin "
+        "token, or, on gateway routes, the gateway's API key.",
+    }
+    for context in iter_route_contexts(routes):
+        route = context.route
+        if not isinstance(route, APIRoute):
+            continue
+        calls = list(_dependency_calls(route.dependant))
+        if bearer_token not in calls:
+            continue
+        roles: set[Role] = set()
+        for call in calls:
+            roles |= getattr(call, "patrol_roles", set())
+        for method in route.methods or ():
+            operation = schema.get("paths", {}).get(context.path_format, {}).get(method.lower())
+            if operation is None:
+                continue
+            operation["security"] = [{"bearer": []}]
+            responses = operation.setdefault("responses", {})
+            codes = (401, 403) if roles else (401,)
+            for code, response in problem_responses(*codes).items():
+                responses.setdefault(str(code), response)
+            if roles:
+                scoped = sorted(role.value for role in roles if role is not Role.ADMIN)
+                note = (
+                    f"Roles: {', '.join(scoped)} (within their sites) and admin."
+                    if scoped
+                    else "Roles: admin."
+                )
+                description = operation.get("description", "")
+                if note not in description:
+                    operation["description"] = f"{description}\n\n{note}".strip()

@@ -233,3 +233,16 @@ def test_every_problem_type_is_documented() -> None:
     text = DOCS.read_text(encoding="utf-8")
     for ptype in problems.PROBLEM_TYPES:
         assert f"`{ptype.uri}`" in text, ptype.slug
+
+
+def test_openapi_documents_credentials_and_roles(world: World) -> None:
+    spec = world.client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    events = spec["paths"]["/api/v1/events"]["get"]
+    assert events["security"] == [{"bearer": []}]
+    assert {"401", "403", "404", "422", "500"} <= set(events["responses"])
+    assert events["description"].endswith(
+        "Roles: customer, guard, supervisor (within their sites) and admin."
+    )
+    assert "security" not in spec["paths"]["/healthz"]["get"]
+    assert spec["paths"]["/api/v1/ingest"]["post"]["security"] == [{"bearer": []}]
