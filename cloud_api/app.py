@@ -19,6 +19,8 @@ from cloud_api.api import problems
 from cloud_api.api.deps import AppContext, openapi_auth
 from cloud_api.api.routes import auth, chain, devices, events, health, ingest, provisioning
 from cloud_api.api.routes import compliance as compliance_routes
+from cloud_api.api.routes import reports as report_routes
+from cloud_api.api.routes import workflow as workflow_routes
 from cloud_api.auth.tokens import signing_key
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
@@ -110,5 +112,7 @@ def create_app(
     app.include_router(chain.router, prefix=API_PREFIX)
     app.include_router(devices.router, prefix=API_PREFIX)
     app.include_router(compliance_routes.router, prefix=API_PREFIX)
+    app.include_router(workflow_routes.router, prefix=API_PREFIX)
+    app.include_router(report_routes.router, prefix=API_PREFIX)
     app.openapi = _openapi_with_ingest_batch(app)  # type: ignore[method-assign]
     return app
