@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import Table
 
 from cloud_api.db import make_engine, session_scope
@@ -38,6 +39,9 @@ DAY = datetime(2026, 11, 24, tzinfo=UTC)
 FROM_MS = int(DAY.timestamp() * 1000)
 TO_MS = FROM_MS + 86_400_000 - 1
 """The dashboards' range in the tests: 2026-11-24 00:00:00.000 to 23:59:59.999 UTC."""
+Row = dict[str, Any]
+"""One result row: columns and ``GROUP BY`` tags by name."""
+QUERY_TIMEOUT_S = 30.0
 RECEIVE_DELAY = timedelta(milliseconds=1500)
 """Every device event reaches the cloud 1.5 s after the device's own time."""
 
@@ -461,3 +465,30 @@ def load(influx_url: str, database: str, work_dir: Path) -> int:
         engine.dispose()
     assert written == len(lines)
     return written
+
+
+def clock(ms: int) -> str:
+    """Row time for comparison: ``HH:MM:SS`` on the scenario's day, else ISO 8601."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    if moment.date() == DAY.date():
+        return moment.strftime("%H:%M:%S")
+    return moment.isoformat()
+
+
+def run(url: str, db: str, q: str) -> list[Row]:
+    """Rows of every series (``GROUP BY`` tags merged in), times as :func:`clock`."""
+    response = httpx.post(
+        f"{url}/query", data={"q": q, "db": db, "epoch": "ms"}, timeout=QUERY_TIMEOUT_S
+    )
+    response.raise_for_status()
+    result = response.json()["results"][0]
+    assert "error" not in result, (q, result["error"])
+    out: list[Row] = []
+    for series in result.get("series", []):
+        for values in series["values"]:
+            row = dict(zip(series["columns"], values, strict=True))
+            if "time" in row:
+                row["time"] = clock(row["time"])
+            row.update(series.get("tags") or {})
+            out.append(row)
+    return out

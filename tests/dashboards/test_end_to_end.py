@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dashboards_scenario import run
 from grafana_rules import TimeRange, Variable, calculate_interval, interpolate
 from patrol_dashboards.build import JSON_DIR
 from sinktest import closed_port_url, private_database
 from storetest import SHIFT_START, Depot, depot
-from test_panels import run
 
 from cloud_api.compliance import store
 from cloud_api.db import session_scope

@@ -13,13 +13,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import dashboards_scenario as scenario
-import httpx
 import pytest
+from dashboards_scenario import run
 from grafana_rules import TimeRange, Variable, calculate_interval, interpolate
 from patrol_dashboards.build import JSON_DIR
 from sinktest import private_database
@@ -47,31 +46,6 @@ def _targets() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
         for panel in dashboard["panels"]:
             for target in panel["targets"]:
                 yield dashboard["uid"], panel, target
-
-
-def _clock(ms: int) -> str:
-    """Row time for comparison: ``HH:MM:SS`` on the scenario's day, else ISO 8601."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    if moment.date() == scenario.DAY.date():
-        return moment.strftime("%H:%M:%S")
-    return moment.isoformat()
-
-
-def run(url: str, db: str, q: str) -> list[Row]:
-    """Rows of every series (``GROUP BY`` tags merged in), times as :func:`_clock`."""
-    response = httpx.post(f"{url}/query", data={"q": q, "db": db, "epoch": "ms"}, timeout=30)
-    response.raise_for_status()
-    result = response.json()["results"][0]
-    assert "error" not in result, (q, result["error"])
-    out: list[Row] = []
-    for series in result.get("series", []):
-        for values in series["values"]:
-            row = dict(zip(series["columns"], values, strict=True))
-            if "time" in row:
-                row["time"] = _clock(row["time"])
-            row.update(series.get("tags") or {})
-            out.append(row)
-    return out
 
 
 def query_for(panel: dict[str, Any], target: dict[str, Any], variables: dict[str, Variable]) -> str:
