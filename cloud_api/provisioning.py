@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -142,9 +144,21 @@ def _check_uid(uid: bytes) -> None:
         raise ProvisioningError("uid must be 4, 7 or 10 bytes")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+"""Gateway ids are also broker usernames: no ':' or line breaks in a password file line."""
+
+
 def _check_name(what: str, name: str, limit: int = 200) -> None:
     if not name or not name.strip() or len(name) > limit:
         raise ProvisioningError(f"{what} must be 1..{limit} characters")
+    if _CONTROL.search(name):
+        raise ProvisioningError(f"{what} must not contain control characters")
+
+
+def _check_optional(what: str, value: str | None, limit: int = 200) -> None:
+    if value is not None:
+        _check_name(what, value, limit)
 
 
 # ---------------------------------------------------------------- organisation
@@ -181,6 +195,11 @@ def create_site(
     actor: Actor = SYSTEM,
 ) -> Site:
     """A customer site (IANA time zone name)."""
+    _check_name("site name", name)
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ProvisioningError(f"unknown time zone {timezone!r} (use an IANA name)") from None
     site = Site(name=name, timezone=timezone, customer_id=customer.id if customer else None)
     session.add(site)
     session.flush()
@@ -192,6 +211,7 @@ def create_site(
 
 def create_post(session: Session, *, site: Site, name: str, actor: Actor = SYSTEM) -> Post:
     """A guard post at a site."""
+    _check_name("post name", name)
     post = Post(site_id=site.id, name=name)
     session.add(post)
     session.flush()
@@ -227,6 +247,7 @@ def create_checkpoint(
     actor: Actor = SYSTEM,
 ) -> Checkpoint:
     """A checkpoint of a post, proven by an NFC tag uid and/or a BLE beacon id."""
+    _check_name("checkpoint name", name)
     if nfc_uid is not None:
         _check_uid(nfc_uid)
     if beacon_id is not None:
@@ -257,6 +278,7 @@ def create_guard(
 ) -> Guard:
     """A guard of a site; ``user`` links their login (role guard) when they have one."""
     _check_name("guard name", name)
+    _check_optional("employee_no", employee_no, 50)
     guard = Guard(
         site_id=site.id,
         name=name,
@@ -317,6 +339,7 @@ def create_equipment_item(
 ) -> EquipmentItem:
     """A radio, flashlight, baton, ...; ``tag`` is the BLE equipment tag fixed to it."""
     _check_name("equipment label", label)
+    _check_optional("serial", serial, 100)
     if tag is not None and tag.kind != DeviceKind.EQUIPMENT_TAG.value:
         raise ProvisioningError("an equipment item's tag must be an equipment tag")
     item = EquipmentItem(
@@ -503,8 +526,10 @@ def create_gateway(
     session: Session, *, gateway_id: str, site: Site, actor: Actor = SYSTEM
 ) -> tuple[Gateway, str]:
     """Register an edge gateway; returns it and its API key, which is never shown again."""
-    if not gateway_id or len(gateway_id) > 100:
-        raise ProvisioningError("gateway_id must be 1..100 characters")
+    if not _ACCOUNT_NAME.match(gateway_id):
+        raise ProvisioningError(
+            "gateway_id must be 1..100 of A-Z a-z 0-9 . _ - (it is also the broker username)"
+        )
     api_key = _new_api_key()
     gateway = Gateway(gateway_id=gateway_id, site_id=site.id, api_key_sha256=hash_api_key(api_key))
     session.add(gateway)
@@ -548,6 +573,7 @@ def revoke_gateway(
     session: Session, *, gateway: Gateway, reason: str, now: datetime, actor: Actor = SYSTEM
 ) -> None:
     """Refuse the gateway's API key and drop its broker account from the export."""
+    _check_name("reason", reason)
     gateway.revoked_at = gateway.revoked_at or now
     gateway.revoked_reason = reason
     session.execute(
@@ -585,6 +611,7 @@ def _register_device(
 ) -> Device:
     _check_u32("device_id", device_id)
     _check_key("key", key, key_bytes)
+    _check_optional("label", label)
     if not 0 <= key_id <= 0xFF:
         raise ProvisioningError("key_id must be 0..255")
     device = Device(

@@ -38,6 +38,7 @@ from cloud_api.api.deps import (
     require_roles,
     require_site,
 )
+from cloud_api.api.problems import problem_responses
 from cloud_api.audit import Actor
 from cloud_api.models import (
     Checkpoint,
@@ -67,7 +68,7 @@ from patrol_protocol.errors import ProtocolError
 from patrol_protocol.ids import device_id_text
 from patrol_protocol.topics import cmd_topic
 
-router = APIRouter(tags=["provisioning"])
+router = APIRouter(tags=["provisioning"], responses=problem_responses(400, 401, 403, 404, 409, 422))
 
 Technician = Annotated[Principal, Depends(require_roles(Role.TECHNICIAN))]
 """Technicians (then scoped to the site) and admins."""
@@ -77,9 +78,24 @@ Admin = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 
 DeviceIdText = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8}$")]
 UidHex = Annotated[str, StringConstraints(pattern=r"^([0-9a-f]{8}|[0-9a-f]{14}|[0-9a-f]{20})$")]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-Label = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+_TEXT = r"^[^\x00-\x1f\x7f]*$"
+"""Free text: no control characters (PostgreSQL refuses NUL; files and logs break on newlines)."""
+Name = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_TEXT)]
+Label = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_TEXT)]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=_TEXT)]
+AccountName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+"""Gateway ids and broker usernames."""
+MAX_ID = 2**62
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+"""A row id (bounded so that no database rejects it as out of range)."""
+SiteId = Annotated[int, Path(ge=1, le=MAX_ID)]
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+GatewayIdPath = Annotated[
+    str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+UsernamePath = GatewayIdPath
 
 
 def _b64(raw: bytes) -> str:
@@ -165,7 +181,7 @@ class CompanyIn(BaseModel):
 
 class CustomerIn(BaseModel):
     name: Label
-    company_id: int | None = None
+    company_id: Id | None = None
 
 
 class Created(BaseModel):
@@ -181,8 +197,8 @@ class SiteIn(BaseModel):
     )
 
     name: Name
-    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64)] = "UTC"
-    customer_id: int | None = None
+    timezone: Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=_TEXT)] = "UTC"
+    customer_id: Id | None = None
 
 
 class SiteOut(BaseModel):
@@ -240,21 +256,25 @@ def post_site(principal: Admin, session: SessionDep, body: SiteIn) -> SiteOut:
 
 class ZoneIn(BaseModel):
     name: Label
-    post_id: int | None = None
+    post_id: Id | None = None
 
 
 class GuardIn(BaseModel):
     name: Label
-    employee_no: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
-    username: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
-        default=None, description="the guard's login (role guard), if they have one"
-    )
+    employee_no: (
+        Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=_TEXT)] | None
+    ) = None
+    username: (
+        Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_TEXT)] | None
+    ) = Field(default=None, description="the guard's login (role guard), if they have one")
 
 
 class EquipmentIn(BaseModel):
     kind: EquipmentKind
     label: Label
-    serial: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = None
+    serial: (
+        Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=_TEXT)] | None
+    ) = None
     tag_id: DeviceIdText | None = Field(
         default=None, description="the BLE equipment tag fixed to it (registered before)"
     )
@@ -269,7 +289,7 @@ class EquipmentOut(BaseModel):
 
 
 class AssignIn(BaseModel):
-    guard_id: int
+    guard_id: Id
     at: datetime | None = Field(default=None, description="default: now")
 
 
@@ -280,7 +300,7 @@ class Assignment(BaseModel):
 
 
 @router.post("/sites/{site_id}/zones", status_code=status.HTTP_201_CREATED, summary="Create a zone")
-def post_zone(principal: Technician, session: SessionDep, site_id: int, body: ZoneIn) -> Created:
+def post_zone(principal: Technician, session: SessionDep, site_id: SiteId, body: ZoneIn) -> Created:
     """A named area of the site (optionally of one of its posts)."""
     with _transaction(session, f"zone {body.name!r}"):
         site = _site(session, principal, site_id)
@@ -298,7 +318,9 @@ def post_zone(principal: Technician, session: SessionDep, site_id: int, body: Zo
 @router.post(
     "/sites/{site_id}/guards", status_code=status.HTTP_201_CREATED, summary="Create a guard"
 )
-def post_guard(principal: Technician, session: SessionDep, site_id: int, body: GuardIn) -> Created:
+def post_guard(
+    principal: Technician, session: SessionDep, site_id: SiteId, body: GuardIn
+) -> Created:
     """A guard of the site, optionally linked to their login."""
     with _transaction(session, "guard"):
         site = _site(session, principal, site_id)
@@ -324,7 +346,7 @@ def post_guard(principal: Technician, session: SessionDep, site_id: int, body: G
     summary="Register an equipment item",
 )
 def post_equipment(
-    principal: Technician, session: SessionDep, site_id: int, body: EquipmentIn
+    principal: Technician, session: SessionDep, site_id: SiteId, body: EquipmentIn
 ) -> EquipmentOut:
     """A radio, flashlight, baton, ... of the site, with the BLE tag fixed to it."""
     with _transaction(session, "equipment tag link"):
@@ -356,7 +378,7 @@ def _item(session: Session, principal: Principal, item_id: int) -> EquipmentItem
 
 @router.post("/equipment/{item_id}/assign", summary="Hand an item to a guard")
 def post_equipment_assign(
-    principal: Technician, ctx: ContextDep, session: SessionDep, item_id: int, body: AssignIn
+    principal: Technician, ctx: ContextDep, session: SessionDep, item_id: ItemId, body: AssignIn
 ) -> Assignment:
     """The guard carries the item from ``at`` (default now); a previous holder returns it."""
     at = body.at or ctx.clock()
@@ -376,7 +398,7 @@ class Returned(BaseModel):
 
 @router.post("/equipment/{item_id}/return", summary="An item comes back")
 def post_equipment_return(
-    principal: Technician, ctx: ContextDep, session: SessionDep, item_id: int
+    principal: Technician, ctx: ContextDep, session: SessionDep, item_id: ItemId
 ) -> Returned:
     """End the item's open assignment."""
     with _transaction(session, "return"):
@@ -415,8 +437,8 @@ class GatewayIn(BaseModel):
         json_schema_extra={"examples": [{"gateway_id": "gw-harbour-1", "site_id": 1}]}
     )
 
-    gateway_id: Name
-    site_id: int
+    gateway_id: AccountName
+    site_id: Id
 
 
 class GatewayCreated(BaseModel):
@@ -465,7 +487,9 @@ def post_gateway(principal: Technician, session: SessionDep, body: GatewayIn) ->
 
 
 @router.post("/gateways/{gateway_id}/rotate", summary="New API key for a gateway")
-def post_gateway_rotate(principal: Technician, session: SessionDep, gateway_id: str) -> GatewayKey:
+def post_gateway_rotate(
+    principal: Technician, session: SessionDep, gateway_id: GatewayIdPath
+) -> GatewayKey:
     """Replace the gateway's API key; the old one is refused as soon as this returns."""
     with _transaction(session, "key"):
         gateway = _gateway(session, principal, gateway_id)
@@ -477,7 +501,11 @@ def post_gateway_rotate(principal: Technician, session: SessionDep, gateway_id: 
 
 @router.post("/gateways/{gateway_id}/revoke", summary="Revoke a gateway")
 def post_gateway_revoke(
-    principal: Technician, ctx: ContextDep, session: SessionDep, gateway_id: str, body: RevokeIn
+    principal: Technician,
+    ctx: ContextDep,
+    session: SessionDep,
+    gateway_id: GatewayIdPath,
+    body: RevokeIn,
 ) -> Revoked:
     """Refuse the gateway's API key and remove its broker account from the export."""
     now = ctx.clock()
@@ -499,7 +527,7 @@ class WearableIn(BaseModel):
     )
 
     device_id: DeviceIdText
-    site_id: int
+    site_id: Id
     key_id: Annotated[int, Field(ge=0, le=255)] = 1
     label: Annotated[str, StringConstraints(max_length=200)] | None = None
 
@@ -514,14 +542,14 @@ class WearableCreated(BaseModel):
 
 
 class BleDeviceIn(BaseModel):
-    site_id: int
+    site_id: Id
     key_id: Annotated[int, Field(ge=0, le=255)] = 1
     label: Annotated[str, StringConstraints(max_length=200)] | None = None
 
 
 class BeaconIn(BleDeviceIn):
     beacon_id: DeviceIdText
-    checkpoint_id: int | None = None
+    checkpoint_id: Id | None = None
 
 
 class EquipmentTagIn(BleDeviceIn):
@@ -704,7 +732,7 @@ class MqttPassword(BaseModel):
 
 @router.post("/mqtt-accounts/{username}/rotate", summary="New broker password")
 def post_mqtt_rotate(
-    principal: Technician, ctx: ContextDep, session: SessionDep, username: str
+    principal: Technician, ctx: ContextDep, session: SessionDep, username: UsernamePath
 ) -> MqttPassword:
     """Replace a wearable's or gateway's MQTT password (the gateway re-fetches the export)."""
     with _transaction(session, "password"):
@@ -733,13 +761,13 @@ class NfcTagIn(BaseModel):
     )
 
     uid: UidHex
-    site_id: int
+    site_id: Id
     tag_type: Literal["ntag424", "ntag21x"]
     keys: Literal["generate", "diversify"] = Field(
         default="generate",
         description="NTAG 424 only: fresh random keys, or AN10922 from the site master key",
     )
-    checkpoint_id: int | None = None
+    checkpoint_id: Id | None = None
 
 
 class NfcTagCreated(BaseModel):
@@ -864,7 +892,7 @@ class MasterKeyVersion(BaseModel):
 
 @router.post("/sites/{site_id}/master-key/rotate", summary="New NTAG 424 master key for a site")
 def post_master_key_rotate(
-    principal: Technician, ctx: ContextDep, session: SessionDep, site_id: int
+    principal: Technician, ctx: ContextDep, session: SessionDep, site_id: SiteId
 ) -> MasterKeyVersion:
     """A new AN10922 master key version; it never leaves the server. Tags keep their keys
     until rotated with ``keys: diversify``."""
@@ -1001,7 +1029,9 @@ class MosquittoFiles(BaseModel):
 
 
 @router.get("/sites/{site_id}/mosquitto", summary="The site's Mosquitto password file and ACL")
-def get_site_mosquitto(principal: Technician, session: SessionDep, site_id: int) -> MosquittoFiles:
+def get_site_mosquitto(
+    principal: Technician, session: SessionDep, site_id: SiteId
+) -> MosquittoFiles:
     """Every unrevoked broker account of the site, as stored hashes, and the ACL."""
     with _transaction(session, "export"):
         _site(session, principal, site_id)
@@ -1043,9 +1073,9 @@ class AuditEntry(BaseModel):
 def get_audit(
     principal: AuditReader,
     session: SessionDep,
-    site_id: Annotated[int, Path()],
+    site_id: SiteId,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
 ) -> list[AuditEntry]:
     """Who did what, when, to which object at this site (page with ``before_id``)."""
     with _transaction(session, "audit"):
@@ -1136,9 +1166,10 @@ _CSV_BODY = {
     "/sites/{site_id}/provisioning/csv",
     summary="Register devices and tags from CSV",
     openapi_extra=_CSV_BODY,
+    responses=problem_responses(413, 415),
 )
 async def post_provisioning_csv(
-    principal: Technician, ctx: ContextDep, site_id: int, request: Request
+    principal: Technician, ctx: ContextDep, site_id: SiteId, request: Request
 ) -> CsvResult:
     """One row per wearable, gateway, beacon, equipment tag or NFC tag; a result per row.
 
