@@ -53,6 +53,13 @@ def _field(raw, name):
     return raw[name]
 
 
+def _text(raw, name):
+    value = _field(raw, name)
+    if not isinstance(value, str) or not value:
+        raise ValueError("%s must be non-empty text" % name)
+    return value
+
+
 def _key(raw, name, size):
     text = _field(raw, name)
     try:
@@ -74,10 +81,10 @@ def wearable_config(raw):
         device_id=device_id,
         key=_key(raw, "key_hex", 32),
         key_id=raw.get("key_id", 1),
-        mqtt_host=_field(raw, "mqtt_host"),
+        mqtt_host=_text(raw, "mqtt_host"),
         mqtt_port=raw.get("mqtt_port", 1883),
         mqtt_user=raw["device_id"],
-        mqtt_password=_field(raw, "mqtt_password"),
+        mqtt_password=_text(raw, "mqtt_password"),  # site brokers refuse anonymous devices
         heartbeat_interval_s=raw.get("heartbeat_interval_s", 60),
         visit_rssi_dbm=raw.get("visit_rssi_dbm", -70),
         visit_dwell_s=raw.get("visit_dwell_s", 10),
