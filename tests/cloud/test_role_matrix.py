@@ -235,6 +235,63 @@ def _site_span(m: Matrix) -> Call:
     )
 
 
+# compliance workflow (compliance-workflow): an item, a complaint seeded on site A per call.
+def _wf_item(m: Matrix, **call: Any) -> Call:
+    from datetime import timedelta
+
+    from cloud_api.compliance import workflow as wf
+    from cloud_api.compliance.types import Severity
+    from cloud_api.models import RectificationItem
+
+    with session_scope(m.world.engine) as session:
+        dev_id, _ = wf.record_deviation(
+            session,
+            wf.DeviationInput(
+                source=wf.Source.INSPECTION,
+                source_key=f"matrix:{m.unique}",
+                rule="inspection_fail",
+                severity=Severity.MAJOR,
+                site_id=m.site_a,
+                post_id=_post_a(m),
+                guard_id=None,
+                occurred_at=SERVER_NOW - timedelta(hours=1),
+                detail="matrix",
+            ),
+            scope_key="matrix",
+            now=SERVER_NOW,
+        )
+        item_id = session.scalars(
+            select(RectificationItem.id).where(RectificationItem.deviation_id == dev_id)
+        ).one()
+    return Call(path_params={"item_id": item_id}, **call)
+
+
+def _wf_owner(m: Matrix) -> Call:
+    with session_scope(m.world.engine) as session:
+        owner = session.scalars(select(User.id).where(User.username == "supervisor")).one()
+    return _wf_item(m, json={"owner_id": owner})
+
+
+def _wf_complaint(m: Matrix) -> Call:
+    from cloud_api.compliance import workflow as wf
+
+    with session_scope(m.world.engine) as session:
+        complaint = wf.file_complaint(
+            session,
+            site_id=m.site_a,
+            post_id=None,
+            channel=wf.ComplaintChannel.PHONE,
+            description="matrix",
+            filed_by=None,
+            received_at=SERVER_NOW,
+        )
+        return Call(path_params={"complaint_id": complaint.id}, json={"status": "investigating"})
+
+
+def _wf_site(m: Matrix, **call: Any) -> Call:
+    return Call(path_params={"site_id": m.site_a}, **call)
+
+
 # ---------------------------------------------------------------- the table
 
 MATRIX: dict[tuple[str, str], Row] = {
@@ -411,6 +468,60 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/api/v1/sites/{site_id}/scores"): Row(
         people(Role.SUPERVISOR, Role.CUSTOMER), _site_span
     ),
+    # compliance workflow (compliance-workflow): supervision, return visit, incentive
+    ("GET", "/api/v1/sites/{site_id}/rectification-items"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _wf_site
+    ),
+    ("GET", "/api/v1/sites/{site_id}/rectification-counts"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _wf_site
+    ),
+    ("GET", "/api/v1/rectification-items/{item_id}"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _wf_item
+    ),
+    ("POST", "/api/v1/rectification-items/{item_id}/transitions"): Row(
+        people(Role.SUPERVISOR), lambda m: _wf_item(m, json={"action": "start"})
+    ),
+    ("POST", "/api/v1/rectification-items/{item_id}/owner"): Row(
+        people(Role.SUPERVISOR), _wf_owner
+    ),
+    ("POST", "/api/v1/sites/{site_id}/inspections"): Row(
+        people(Role.SUPERVISOR),
+        lambda m: _wf_site(
+            m,
+            json={
+                "post_id": _post_a(m),
+                "inspected_at": "2026-11-25T03:00:00Z",
+                "result": "pass",
+            },
+        ),
+    ),
+    ("GET", "/api/v1/sites/{site_id}/inspections"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _wf_site
+    ),
+    ("POST", "/api/v1/sites/{site_id}/complaints"): Row(
+        people(Role.CUSTOMER, Role.SUPERVISOR),
+        lambda m: _wf_site(m, json={"channel": "phone", "description": "gate left open"}),
+    ),
+    ("GET", "/api/v1/sites/{site_id}/complaints"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _wf_site
+    ),
+    ("POST", "/api/v1/complaints/{complaint_id}/status"): Row(
+        people(Role.SUPERVISOR), _wf_complaint
+    ),
+    ("POST", "/api/v1/sites/{site_id}/surveys"): Row(
+        people(Role.CUSTOMER), lambda m: _wf_site(m, json={"rating": 4})
+    ),
+    ("GET", "/api/v1/sites/{site_id}/surveys"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER), _wf_site
+    ),
+    ("GET", "/api/v1/sites/{site_id}/reports/{month}.{fmt}"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER),
+        lambda m: Call(path_params={"site_id": m.site_a, "month": "2026-11", "fmt": "csv"}),
+    ),
+    ("GET", "/api/v1/sites/{site_id}/rankings/guards"): Row(
+        people(Role.SUPERVISOR, Role.CUSTOMER, Role.GUARD), _wf_site
+    ),
+    ("GET", "/api/v1/rankings/sites"): Row(people(Role.SUPERVISOR, outsider=OK)),
 }
 
 # ---------------------------------------------------------------- machinery
