@@ -104,3 +104,10 @@ def user_create(
 from patrol_cli.bulk import app as bulk_app  # noqa: E402
 
 app.add_typer(bulk_app, name="bulk")
+
+# Monthly report, rankings, rectification escalation (compliance-workflow): patrol_cli/report.py
+from patrol_cli.report import app as report_app  # noqa: E402
+from patrol_cli.report import rectification_app  # noqa: E402
+
+app.add_typer(report_app, name="report")
+app.add_typer(rectification_app, name="rectification")
