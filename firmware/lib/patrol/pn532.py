@@ -67,6 +67,7 @@ _T2_TLV_NULL = const(0x00)
 _T2_TLV_NDEF = const(0x03)
 _T2_TLV_TERMINATOR = const(0xFE)
 MAX_NDEF_BYTES = const(256)  # a SUN URL message is ~100 bytes; refuse anything bigger
+_LIST_ONE_TYPE_A = b"\x01\x00"  # InListPassiveTarget params: MaxTg 1, BrTy 106 kbps type A
 
 
 class Pn532Error(Exception):
@@ -152,12 +153,15 @@ def decode_frame(buf):
         raise Pn532FrameError("bad LCS")
     if length == 0 or start + length + 1 > size:
         raise Pn532FrameError("frame shorter than LEN")
-    data = bytes(buf[start : start + length])
-    if _checksum(data) != buf[start + length]:
+    total = 0  # TFI + PD + DCS sum to 0 mod 256; summed in place, no copy of the data
+    for k in range(start, start + length + 1):
+        total += buf[k]
+    if total & 0xFF:
         raise Pn532FrameError("bad DCS")
-    if length == 1 and data[0] == _TFI_ERROR:
+    tfi = buf[start]
+    if length == 1 and tfi == _TFI_ERROR:
         return FRAME_ERROR, _TFI_ERROR, b""
-    return FRAME_INFO, data[0], data[1:]
+    return FRAME_INFO, tfi, bytes(buf[start + 1 : start + length])
 
 
 # --- driver --------------------------------------------------------------------------
@@ -206,6 +210,7 @@ class Pn532:
         self._poll_interval_ms = poll_interval_ms
         self._max_nack_retries = max_nack_retries
         self.nacks_sent = 0
+        self._list_frame = None  # the InListPassiveTarget frame, built on first use
 
     # low level
 
@@ -232,13 +237,21 @@ class Pn532:
             raise Pn532Error("i2c read failed: %s" % exc)
         if not data[0] & _STATUS_READY:
             raise Pn532Timeout("status byte not ready")
-        return data[1:]
+        return memoryview(data)[1:]  # the frame after the status byte, not a copy of it
 
     def _write(self, frame):
         try:
             self._i2c.writeto(self._address, frame)
         except OSError as exc:
             raise Pn532Error("i2c write failed: %s" % exc)
+
+    def _command_frame(self, command, params):
+        # The wearable polls InListPassiveTarget every step: build that frame once.
+        if command == CMD_IN_LIST_PASSIVE_TARGET and params is _LIST_ONE_TYPE_A:
+            if self._list_frame is None:
+                self._list_frame = encode_command(command, params)
+            return self._list_frame
+        return encode_command(command, params)
 
     def call(self, command, params=b"", response_bytes=16, timeout_ms=None):
         """Send ``command``; return the response's data after its response code.
@@ -247,7 +260,7 @@ class Pn532:
         NACKed (the PN532 resends it) up to ``max_nack_retries`` times. On a
         timeout the host sends an ACK, which aborts the command in the PN532.
         """
-        self._write(encode_command(command, params))
+        self._write(self._command_frame(command, params))
         try:
             self._wait_ready(self._ack_timeout_ms)
         except Pn532Timeout:
@@ -296,7 +309,7 @@ class Pn532:
 
     def in_list_passive_target(self, timeout_ms=None):
         """InListPassiveTarget (0x4A), one target, 106 kbps type A -> Target or None."""
-        data = self.call(CMD_IN_LIST_PASSIVE_TARGET, bytes((1, BRTY_106_TYPE_A)), 40, timeout_ms)
+        data = self.call(CMD_IN_LIST_PASSIVE_TARGET, _LIST_ONE_TYPE_A, 40, timeout_ms)
         if not data or data[0] == 0:
             return None
         # NbTg, Tg, SENS_RES (2), SEL_RES, NFCIDLength, NFCID1, [ATS]
