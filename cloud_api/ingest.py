@@ -81,6 +81,7 @@ from patrol_protocol.batch import (
 )
 from patrol_protocol.errors import ProtocolError
 from patrol_protocol.frames import BleVisit, Eviction, NfcScan
+from patrol_protocol.ids import device_id_text
 from patrol_protocol.limits import MAX_BATCH_ITEMS
 
 log = logging.getLogger(__name__)
@@ -261,9 +262,15 @@ def record_malformed_body(
 class DbKeyLookup:
     """:class:`~cloud_api.verify.KeyLookup` on the database, cached for one batch."""
 
-    def __init__(self, session: Session, box: SecretBox) -> None:
+    def __init__(self, session: Session, box: SecretBox, now: datetime | None = None) -> None:
         self._session = session
         self._box = box
+        # Keys are usable until their retired_at (a rotation's overlap ends then). A
+        # revoked device's or tag's rows are read anyway, so that its evidence is refused
+        # as device_revoked / tag_revoked rather than as unknown.
+        self._now = now if now is not None else utcnow()
+        self._revoked_devices: dict[tuple[DeviceKind, int], str] = {}
+        self._revoked_tags: dict[bytes, str] = {}
         self._device_keys: dict[tuple[DeviceKind, int, int], KeyRef | None] = {}
         self._tags: dict[bytes, TagRef | None] = {}
         self._counters: dict[int, int | None] = {}
@@ -281,17 +288,21 @@ class DbKeyLookup:
                 DeviceKey.device_pk,
                 DeviceKey.key_enc,
                 Device.site_id,
+                Device.revoked_at,
+                Device.revoked_reason,
             )
             .join(Device, Device.id == DeviceKey.device_pk)
             .where(
                 Device.kind == kind.value,
                 Device.device_id.in_({device_id for device_id, _ in wanted}),
-                DeviceKey.retired_at.is_(None),
+                self._key_usable(),
             )
         ).all()
         for device_id, key_id in wanted:
             self._device_keys[(kind, device_id, key_id)] = None
         for row in rows:
+            if row.revoked_at is not None:
+                self._revoked_devices[(kind, row.device_id)] = row.revoked_reason or ""
             if (row.device_id, row.key_id) in wanted:
                 self._device_keys[(kind, row.device_id, row.key_id)] = KeyRef(
                     device_pk=row.device_pk,
@@ -306,19 +317,36 @@ class DbKeyLookup:
         last = self._counters.get(tag_pk)
         self._counters[tag_pk] = counter if last is None else max(last, counter)
 
+    def _key_usable(self) -> Any:
+        """SQL: the key is not retired yet at this batch's server time (or its device is
+        revoked, which :meth:`device_key` refuses with its own reason)."""
+        return or_(
+            DeviceKey.retired_at.is_(None),
+            DeviceKey.retired_at > self._now,
+            Device.revoked_at.is_not(None),
+        )
+
     def device_key(self, kind: DeviceKind, device_id: int, key_id: int) -> KeyRef | None:
         cache_key = (kind, device_id, key_id)
         if cache_key not in self._device_keys:
             row = self._session.execute(
-                select(DeviceKey.device_pk, DeviceKey.key_enc, Device.site_id)
+                select(
+                    DeviceKey.device_pk,
+                    DeviceKey.key_enc,
+                    Device.site_id,
+                    Device.revoked_at,
+                    Device.revoked_reason,
+                )
                 .join(Device, Device.id == DeviceKey.device_pk)
                 .where(
                     Device.kind == kind.value,
                     Device.device_id == device_id,
                     DeviceKey.key_id == key_id,
-                    DeviceKey.retired_at.is_(None),
+                    self._key_usable(),
                 )
             ).one_or_none()
+            if row is not None and row.revoked_at is not None:
+                self._revoked_devices[(kind, device_id)] = row.revoked_reason or ""
             self._device_keys[cache_key] = (
                 None
                 if row is None
@@ -330,6 +358,12 @@ class DbKeyLookup:
                     site_id=row.site_id,
                 )
             )
+        if (kind, device_id) in self._revoked_devices:
+            raise Rejected(
+                "device_revoked",
+                f"{kind.value} {device_id_text(device_id)} is revoked: "
+                f"{self._revoked_devices[(kind, device_id)]}",
+            )
         return self._device_keys[cache_key]
 
     def nfc_tag(self, uid: bytes) -> TagRef | None:
@@ -340,6 +374,10 @@ class DbKeyLookup:
         tag = self._tags[uid]
         if tag is None:
             return None
+        if uid in self._revoked_tags:
+            raise Rejected(
+                "tag_revoked", f"NFC tag {uid.hex()} is revoked: {self._revoked_tags[uid]}"
+            )
         if tag.tag_pk not in self._counters:
             self._counters[tag.tag_pk] = self._session.execute(
                 _TAG_COUNTER, {"tag_pk": tag.tag_pk}
@@ -386,6 +424,8 @@ class DbKeyLookup:
 
     def _tag_ref(self, tag: NfcTag, checkpoint_id: int | None) -> TagRef:
         uid = tag.uid
+        if tag.revoked_at is not None:
+            self._revoked_tags[uid] = tag.revoked_reason or ""
         meta = file = None
         if tag.meta_read_key_enc is not None and tag.file_read_key_enc is not None:
             meta = self._box.decrypt(tag.meta_read_key_enc, context=tag_key_context(uid, "meta"))
@@ -638,7 +678,7 @@ class _BatchIngest:
         self.decoded: Sequence[DecodedFrame | None] = (
             batch.decoded if len(batch.decoded) == len(batch.items) else decode_items(batch.items)
         )
-        self.keys = DbKeyLookup(session, box)
+        self.keys = DbKeyLookup(session, box, now)
         self.policy = policy
         self.now = now
         self.counts = _Counts()
