@@ -71,5 +71,7 @@ REJECT_REASONS: Final[tuple[str, ...]] = (
     "unknown_tag",
     "clock_skew",
     "internal_error",
+    "device_revoked",
+    "tag_revoked",
 )
 """Every stable rejection reason of docs/protocol.md (the first seven come from here)."""

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
+from datetime import timedelta
 
 from cloudtest import (
     ADMIN_TOKEN,
     SERVER_KEY,
     SERVER_NOW,
+    TAG2_FILE_KEY,
+    TAG2_META_KEY,
+    TAG2_UID,
     World,
     frame_item,
     make_batch,
     make_frame,
     make_sun,
 )
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from cloud_api.auth.tokens import issue_token, signing_key
 from cloud_api.db import session_scope
-from cloud_api.models import Post, Role, Site, User, UserSite
+from cloud_api.models import DeviceKey, Post, Role, Site, User, UserSite
 from cloud_api.provisioning import create_checkpoint
 from patrol_protocol.commands import (
     CommandKind,
@@ -31,9 +36,6 @@ from patrol_protocol.commands import (
 from patrol_protocol.frames import TAG_NTAG424_SUN, NfcScan, Sos
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-REVOKED_REASON = "unknown_device"
-"""What ingest answers for a revoked wearable today: revocation retires all its keys.
-(A dedicated ``device_revoked`` reason needs ingest to read ``devices.revoked_at``.)"""
 
 
 def test_provisioned_gateway_and_wearable_work_end_to_end(world: World) -> None:
@@ -199,7 +201,10 @@ def test_revoked_wearable_is_refused(world: World) -> None:
     assert revoke.status_code == 200, revoke.text
     assert revoke.json()["reason"] == "left in a taxi"
     [result] = world.results(frame_item(1, make_frame(Sos(trigger=1), seq=1)))
-    assert (result["status"], result["reason"]) == ("rejected", REVOKED_REASON)
+    assert (result["status"], result["reason"]) == ("rejected", "device_revoked")
+    assert world.rows("SELECT reason, detail FROM rejected_events") == [
+        ("device_revoked", "wearable 0000a001 is revoked: left in a taxi")
+    ]
     again = world.client.post("/api/v1/devices/wearable/0000a001/rotate", json={}, headers=ADMIN)
     assert (again.status_code, again.json()["detail"]) == (422, "a revoked device gets no new key")
 
@@ -304,3 +309,37 @@ def test_gateway_key_rotation_and_revocation(world: World) -> None:
     assert world.ingest(batch, api_key=rotated["api_key"]).status_code == 200
     world.client.post("/api/v1/gateways/gw-rot/revoke", json={"reason": "stolen"}, headers=ADMIN)
     assert world.ingest(batch, api_key=rotated["api_key"]).status_code == 401
+
+
+def test_rotation_overlap_keeps_the_old_key_until_it_ends(make_world: Callable[..., World]) -> None:
+    """Server time is SERVER_NOW: an overlap of an hour still accepts key 1, then not."""
+    world = make_world()
+    rotated = world.client.post(
+        "/api/v1/devices/wearable/0000a001/rotate", json={"overlap_s": 3600}, headers=ADMIN
+    ).json()
+    new_key = base64.b64decode(rotated["key_b64"])
+    results = world.results(
+        frame_item(1, make_frame(Sos(trigger=1), seq=1)),  # old key 1, within the overlap
+        frame_item(2, make_frame(Sos(trigger=1), seq=2, key=new_key, key_id=2)),
+    )
+    assert [(r["status"], r["reason"]) for r in results] == [("accepted", None)] * 2
+    # An app whose clock is past the overlap refuses key 1.
+    with session_scope(world.engine) as s:
+        s.execute(
+            update(DeviceKey)
+            .where(DeviceKey.key_id == 1)
+            .values(retired_at=SERVER_NOW - timedelta(seconds=1))
+        )
+    [late] = world.results(frame_item(3, make_frame(Sos(trigger=1), seq=3)))
+    assert (late["status"], late["reason"]) == ("rejected", "unknown_device")
+
+
+def test_revoked_nfc_tag_is_refused(world: World) -> None:
+    revoke = world.client.post(
+        f"/api/v1/nfc-tags/{TAG2_UID.hex()}/revoke", json={"reason": "cloned"}, headers=ADMIN
+    )
+    assert revoke.status_code == 200, revoke.text  # an admin: the fixture's tag has no site
+    picc_enc, mac = make_sun(TAG2_META_KEY, TAG2_FILE_KEY, TAG2_UID, 3)
+    scan = NfcScan(tag_type=TAG_NTAG424_SUN, uid=TAG2_UID, picc_enc=picc_enc, sdmmac=mac)
+    [result] = world.results(frame_item(1, make_frame(scan, seq=1)))
+    assert (result["status"], result["reason"]) == ("rejected", "tag_revoked")

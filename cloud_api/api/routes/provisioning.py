@@ -51,6 +51,7 @@ from cloud_api.models import (
     Gateway,
     Guard,
     MqttCredential,
+    NfcTag,
     Post,
     Role,
     Site,
@@ -787,9 +788,15 @@ def _source(keys: str) -> KeySource:
     return KeySource.DIVERSIFIED if keys == "diversify" else KeySource.GENERATED
 
 
-def _tag(session: Session, principal: Principal, uid: str) -> tuple[Any, Site]:
+def _tag_only(session: Session, principal: Principal, uid: str) -> NfcTag:
+    """The tag if the caller may see it (a tag registered without a site: admins only)."""
     tag = provisioning.find_tag(session, bytes.fromhex(uid))
     _scoped(principal, tag.site_id, f"no NFC tag {uid}")
+    return tag
+
+
+def _tag(session: Session, principal: Principal, uid: str) -> tuple[NfcTag, Site]:
+    tag = _tag_only(session, principal, uid)
     site = session.get(Site, tag.site_id) if tag.site_id is not None else None
     if site is None:
         raise ProvisioningError(f"NFC tag {uid} belongs to no site; register it again")
@@ -877,7 +884,7 @@ def post_nfc_tag_revoke(
     """Refuse scans of a lost, cloned or removed checkpoint tag from now on."""
     now = ctx.clock()
     with _transaction(session, "revocation"):
-        tag, _site_row = _tag(session, principal, uid)
+        tag = _tag_only(session, principal, uid)
         provisioning.revoke_tag(
             session, tag=tag, reason=body.reason, now=now, actor=actor_of(principal)
         )
