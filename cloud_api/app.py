@@ -22,6 +22,7 @@ from cloud_api.api.routes import compliance as compliance_routes
 from cloud_api.api.routes import reports as report_routes
 from cloud_api.api.routes import workflow as workflow_routes
 from cloud_api.auth.tokens import signing_key
+from cloud_api.compliance.workflow import ESCALATION_INTERVAL_S, EscalationWorker
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
 from cloud_api.models import utcnow
@@ -91,7 +92,11 @@ def create_app(
         )
         if sink is not None:
             sink.start()
+        # Overdue rectification items escalate from every process (FOR UPDATE SKIP LOCKED).
+        escalation = EscalationWorker(ctx.sessions, interval_s=ESCALATION_INTERVAL_S, clock=clock)
+        escalation.start()
         yield
+        escalation.stop()
         if sink is not None:
             sink.stop()
         engine.dispose()

@@ -76,6 +76,9 @@ MAX_NOTE_CHARS = 4_000
 MAX_ESCALATION_BATCH = 200
 """Items one claim locks at most: a short transaction even with a large backlog."""
 
+ESCALATION_INTERVAL_S = 60.0
+"""How often each API process looks for overdue items (due times are hours apart)."""
+
 
 # ---------------------------------------------------------------- enumerations
 
@@ -1195,6 +1198,7 @@ class ScoreDeviationSink:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "ESCALATION_INTERVAL_S",
     "Action",
     "ComplaintChannel",
     "ComplaintStatus",
