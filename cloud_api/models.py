@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -886,3 +888,116 @@ class BeaconClock(Base):
     pending_offset_ms: Mapped[int | None] = mapped_column(BigInteger)
     pending_count: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# ---------------------------------------------------------------- alerts (issue 7)
+# Issue 7 items 1-5 (helper "alerts"): an accepted SOS / man-down frame becomes an alert
+# (cloud_api/alerts/service.py), its history (alert_log: every transition, escalation and
+# notification, also the SSE stream's event ids), signed webhook targets and their
+# delivery log. Revision: cloud_api/migrations/versions/alerts_1_alerts.py.
+
+
+class Alert(Base):
+    """One emergency (SOS button, man-down or test) of a wearable, open until resolved.
+
+    ``event_id`` is unique: a duplicate or retried frame never makes a second alert. The
+    partial unique index on ``device_id`` (state not resolved) keeps one live alert per
+    wearable; further SOS frames while it is live are counted in ``repeats``.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        Index(
+            "uq_alerts_live_device",
+            "device_id",
+            unique=True,
+            postgresql_where=text("state <> 'resolved'"),
+            sqlite_where=text("state <> 'resolved'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
+    device_id: Mapped[int] = mapped_column(BigInteger)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    trigger: Mapped[str] = mapped_column(String(12))  # button | man_down | test
+    state: Mapped[str] = mapped_column(String(12), index=True)  # open|acknowledged|resolved
+    level: Mapped[int] = mapped_column(SmallInteger, default=0)  # escalation chain step
+    repeats: Mapped[int] = mapped_column(Integer, default=0)
+    device_time: Mapped[datetime]
+    created_at: Mapped[datetime]
+    next_escalation_at: Mapped[datetime | None] = mapped_column(index=True)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    ack_note: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    resolve_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertLog(Base):
+    """Every step of an alert: created, repeated, acknowledged, escalated, resolved."""
+
+    __tablename__ = "alert_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(Text)
+    level: Mapped[int] = mapped_column(SmallInteger, default=0)
+
+
+class AlertWebhookTarget(Base):
+    """A URL that receives signed alert notifications; the secret is AES-GCM-encrypted.
+
+    ``site_id`` NULL: every site. ``min_level``: notified once an alert reaches this
+    escalation level (0 = from creation on).
+    """
+
+    __tablename__ = "alert_webhook_targets"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"))
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    min_level: Mapped[int] = mapped_column(SmallInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None]
+
+
+class AlertWebhookDelivery(Base):
+    """One alert step to one target, retried with backoff until delivered (leased claims)."""
+
+    __tablename__ = "alert_webhook_deliveries"
+    __table_args__ = (UniqueConstraint("target_id", "log_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("alert_webhook_targets.id"))
+    log_id: Mapped[int] = mapped_column(ForeignKey("alert_log.id"))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(index=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertWebhookAttempt(Base):
+    """The delivery log: one row per HTTP attempt (status or error, duration)."""
+
+    __tablename__ = "alert_webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("alert_webhook_deliveries.id"), index=True)
+    at: Mapped[datetime]
+    status: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    duration_ms: Mapped[int] = mapped_column(Integer)

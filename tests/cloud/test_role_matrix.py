@@ -294,6 +294,18 @@ def _wf_site(m: Matrix, **call: Any) -> Call:
 
 # ---------------------------------------------------------------- the table
 
+
+def _alert_call(m: Matrix, json: Any = None) -> Call:
+    """alerts (issue 7): a fresh open alert of site A (earlier ones resolved), by its id."""
+    from sqlalchemy import text as sql_text
+
+    with session_scope(m.world.engine) as session:
+        session.execute(sql_text("UPDATE alerts SET state = 'resolved' WHERE state <> 'resolved'"))
+    m.world.results(frame_item(1, make_frame(Sos(trigger=2), seq=m.next_seq())))
+    alert_id = m.world.scalar("SELECT max(id) FROM alerts")
+    return Call(path_params={"alert_id": alert_id}, json=json)
+
+
 MATRIX: dict[tuple[str, str], Row] = {
     # health, the API description and login: public
     ("GET", "/healthz"): Row(public()),
@@ -522,6 +534,20 @@ MATRIX: dict[tuple[str, str], Row] = {
         people(Role.SUPERVISOR, Role.CUSTOMER, Role.GUARD), _wf_site
     ),
     ("GET", "/api/v1/rankings/sites"): Row(people(Role.SUPERVISOR, outsider=OK)),
+    # alerts (issue 7, helper "alerts"): supervisors of the alert's site and admins
+    ("GET", "/api/v1/alerts"): Row(
+        people(Role.SUPERVISOR), lambda m: Call(query={"site_id": m.site_a, "state": "live"})
+    ),
+    ("GET", "/api/v1/alerts/stream"): Row(
+        people(Role.SUPERVISOR), lambda m: Call(query={"site_id": m.site_a, "max_s": 0})
+    ),
+    ("GET", "/api/v1/alerts/{alert_id}"): Row(people(Role.SUPERVISOR), _alert_call),
+    ("POST", "/api/v1/alerts/{alert_id}/acknowledge"): Row(
+        people(Role.SUPERVISOR), lambda m: _alert_call(m, json={"note": "on my way"})
+    ),
+    ("POST", "/api/v1/alerts/{alert_id}/resolve"): Row(
+        people(Role.SUPERVISOR), lambda m: _alert_call(m, json={"note": "false alarm"})
+    ),
 }
 
 # ---------------------------------------------------------------- machinery
