@@ -42,10 +42,18 @@ class _Plan:
     processors: tuple[Callable[[Any], Any] | None, ...]
 
 
+class JsonText(str):
+    """A value already serialised as ``json.dumps`` would: bound as it is to a JSON column."""
+
+    __slots__ = ()
+
+
 def _json_text(value: Any) -> str | None:
     """What SQLAlchemy's JSON type binds (``json.dumps``), with the empty list spelled out."""
     if value is None:
         return None
+    if type(value) is JsonText:
+        return value
     if isinstance(value, list) and not value:
         return "[]"
     return json.dumps(value)

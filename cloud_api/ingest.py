@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from cloud_api import bulk, chain, sequences
+from cloud_api.alerts import hook as alerts_hook  # alerts (issue 7)
 from cloud_api.crypto_store import SecretBox
 from cloud_api.models import (
     AdvertObservation,
@@ -126,13 +127,20 @@ class ParsedBatch:
 
 
 def decode_items(items: Sequence[BatchItem | MalformedItem]) -> list[DecodedFrame | None]:
-    """:func:`~cloud_api.verify.decode_frame_item` of every device frame item."""
-    return [
-        decode_frame_item(functools.partial(decode_b64_item, item))
-        if isinstance(item, DeviceFrameItem)
-        else None
-        for item in items
-    ]
+    """:func:`~cloud_api.verify.decode_frame_item` of every device frame item (None for
+    other items, and for a frame whose decoding hit a bug of ours: it is decoded again
+    in the transaction, where the error becomes that item's ``internal_error``)."""
+    decoded: list[DecodedFrame | None] = []
+    for item in items:
+        if not isinstance(item, DeviceFrameItem):
+            decoded.append(None)
+            continue
+        try:
+            decoded.append(decode_frame_item(functools.partial(decode_b64_item, item)))
+        except Exception:
+            log.exception("decoding gw_seq %s failed; retried in the transaction", item.gw_seq)
+            decoded.append(None)
+    return decoded
 
 
 class _Envelope(BaseModel):
@@ -439,6 +447,14 @@ class DbKeyLookup:
             checkpoint_id=checkpoint_id,
         )
 
+    def device_pks(self, kind: DeviceKind) -> set[int]:
+        """The rows of every ``kind`` key looked up so far."""
+        return {
+            ref.device_pk
+            for (k, _, _), ref in self._device_keys.items()
+            if k == kind and ref is not None
+        }
+
     def checkpoint_ids(self) -> set[int | None]:
         """The checkpoints of every tag and beacon looked up so far (for the outbox's posts)."""
         return {t.checkpoint_id for t in self._tags.values() if t is not None} | set(
@@ -568,11 +584,15 @@ def _insert_frames(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[i
     try:
         with session.begin_nested():
             first_id: int = session.execute(_NEXT_EVENT_ID).scalar_one()
-            with_ids = [{"id": first_id + i, **row} for i, row in enumerate(rows)]
-            bulk.insert_many(session, _events, with_ids, columns=("id", *_EVENT_COLUMNS)).close()
-        return {(row["device_id"], row["seq"]): row["id"] for row in with_ids}
+            for i, row in enumerate(rows):
+                row["id"] = first_id + i
+            bulk.insert_many(session, _events, rows, columns=("id", *_EVENT_COLUMNS)).close()
+        return {(row["device_id"], row["seq"]): row["id"] for row in rows}
     except sqlite3.IntegrityError:
-        pass  # answered row by row below
+        for row in rows:  # answered row by row below, ids from the database
+            del row["id"]
+            if type(row["body"]) is bulk.JsonText:  # SQLAlchemy serialises JSON itself
+                row["body"] = json.loads(row["body"])
     result = session.execute(_insert_ignore_many_statement(connection.dialect.name), rows)
     return {(row.device_id, row.seq): row.id for row in result}
 
@@ -825,7 +845,8 @@ class _BatchIngest:
 
     def _device_frame(self, item: DeviceFrameItem) -> ItemResult:
         decoded = self.decoded[self._index]
-        assert decoded is not None  # decode_items decodes every device frame item
+        if decoded is None:  # decode_items met an unexpected error: meet it here, per item
+            decoded = decode_frame_item(functools.partial(decode_b64_item, item))
         if decoded.error is not None:
             raise Rejected.from_protocol(decoded.error)
         assert decoded.raw is not None
@@ -886,7 +907,15 @@ class _BatchIngest:
         failed: set[int] = set()
         try:
             with self.session.begin_nested():
-                inserted = _insert_frames(self.session, [p.row for p in self.pending])
+                inserted = _insert_frames(
+                    self.session,
+                    [
+                        p.row
+                        if p.verified.fields_json is None
+                        else {**p.row, "body": bulk.JsonText(p.verified.fields_json)}
+                        for p in self.pending
+                    ],
+                )
         except (DBAPIError, psycopg.Error, sqlite3.Error):
             raise  # the database failed: nothing is final, the gateway retries the batch
         except Exception:
@@ -919,6 +948,14 @@ class _BatchIngest:
             if self.outbox is not None:
                 self.outbox_rows.append((p.index, self.outbox.add_event, p.row))
             self._chain_frame(event_id, v, p.item, p.index)
+            # alerts (issue 7): an SOS / man-down becomes an alert here, same transaction.
+            alerts_hook.on_event(
+                self.session,
+                event_id=event_id,
+                row=p.row,
+                site_id=self.gateway.site_id,
+                now=self.now,
+            )
 
     def _conflicted(self, p: _PendingFrame) -> ItemResult:
         key = p.verified.frame.idempotency_key
@@ -960,6 +997,9 @@ class _BatchIngest:
         )
         self.keys.preload_device_keys(DeviceKind.WEARABLE, keys)
         self.keys.preload_device_keys(DeviceKind.BEACON, beacon_keys)
+        beacon_pks = self.keys.device_pks(DeviceKind.BEACON)
+        if beacon_pks:
+            self.beacon_clocks.update(_load_clocks(self.session, sorted(beacon_pks)))
         self.keys.preload_tags(uids)
         self.keys.preload_beacons(beacon_ids)
         if self.outbox is not None:

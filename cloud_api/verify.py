@@ -15,6 +15,8 @@ already stored copy; only a new frame gets its body verified
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -164,6 +166,8 @@ class VerifiedFrame:
     beacon_id: int | None = None
     beacon_step: int | None = None
     beacon_pk: int | None = None
+    fields_json: str | None = None
+    """``json.dumps(fields)`` when it was built along (ingest stores it as it is)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +187,8 @@ class DecodedFrame:
     """base64 or frame structure error (raised before the key lookup)."""
     body: Body | None = None
     fields: dict[str, Any] | None = None
+    fields_json: str | None = None
+    """``json.dumps(fields)``, serialised here too (out of the transaction)."""
     body_error: ProtocolError | None = None
     """body error (raised only once the MAC verified)."""
 
@@ -201,7 +207,20 @@ def decode_frame_item(text_b64: Callable[[], bytes]) -> DecodedFrame:
         body = decode_body(frame.header.kind, frame.body)
     except ProtocolError as exc:
         return DecodedFrame(raw=raw, frame=frame, body_error=exc)
-    return DecodedFrame(raw=raw, frame=frame, body=body, fields=fields_of(body))
+    try:
+        fields = fields_of(body)
+        fields_json = json.dumps(fields)
+    except Exception:  # a bug of ours: met again, and answered, on that item alone
+        return DecodedFrame(raw=raw, frame=frame, body=body)
+    return DecodedFrame(raw=raw, frame=frame, body=body, fields=fields, fields_json=fields_json)
+
+
+def _json_with(fields_json: str | None, name: str, value_json: str) -> str | None:
+    """``json.dumps({**fields, name: value})`` from ``json.dumps(fields)``: the same text
+    (a new key goes last, with json.dumps' own separators), without re-encoding it all."""
+    if fields_json is None or len(fields_json) < 3 or not fields_json.endswith("}"):
+        return None  # empty (or not an object): let the store encode it
+    return f"{fields_json[:-1]}, {json.dumps(name)}: {value_json}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,11 +245,35 @@ def _jsonable(value: object) -> Any:
     return value
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+"""Field names per dataclass type: ``dataclasses.fields`` costs more than the conversion."""
+_PLAIN = (int, str, bool, float, type(None))
+"""Types kept as they are (exact types: an IntEnum goes through ``_jsonable``)."""
+
+
 def fields_of(value: object) -> dict[str, Any]:
     """A decoded body/advert as JSON-ready fields (bytes as lowercase hex)."""
-    if not dataclasses.is_dataclass(value) or isinstance(value, type):
-        raise TypeError("fields_of expects a dataclass instance")
-    return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    cls = type(value)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            raise TypeError("fields_of expects a dataclass instance")
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(value))
+    out: dict[str, Any] = {}
+    for name in names:
+        v = getattr(value, name)
+        out[name] = v if type(v) in _PLAIN else _jsonable(v)
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _topic_device_id(topic: str) -> int | None:
+    """The device id of a device topic, None if it is not one (topics repeat per device)."""
+    try:
+        device_id, _leaf = parse_device_topic(topic)
+    except ProtocolError:
+        return None
+    return device_id
 
 
 def authenticate_frame(
@@ -320,10 +363,11 @@ def verify_frame_body(
     frame = auth.frame
     key = frame.idempotency_key
     fields: dict[str, Any] | None = None
+    fields_json: str | None = None
     if decoded is not None and decoded.frame is frame and decoded.body_error is not None:
         raise Rejected.from_protocol(decoded.body_error, key=key)
     if decoded is not None and decoded.frame is frame and decoded.body is not None:
-        body, fields = decoded.body, decoded.fields
+        body, fields, fields_json = decoded.body, decoded.fields, decoded.fields_json
     else:
         try:
             body = decode_body(frame.header.kind, frame.body)
@@ -331,13 +375,8 @@ def verify_frame_body(
             raise Rejected.from_protocol(exc, key=key) from exc
     device_time = device_time_of(frame)
     flags = _clock_flags(frame, device_time, ctx, policy)
-    try:
-        topic_device_id, _leaf = parse_device_topic(ctx.topic)
-    except ProtocolError:
+    if _topic_device_id(ctx.topic) != frame.header.device_id:
         flags.append(FLAG_TOPIC_MISMATCH)
-    else:
-        if topic_device_id != frame.header.device_id:
-            flags.append(FLAG_TOPIC_MISMATCH)
     if None not in (auth.site_id, ctx.gateway_site_id) and auth.site_id != ctx.gateway_site_id:
         flags.append(FLAG_FOREIGN_SITE)
     base = VerifiedFrame(
@@ -348,6 +387,7 @@ def verify_frame_body(
         assurance=Assurance.MEDIUM,
         flags=tuple(flags),
         fields=fields if fields is not None else fields_of(body),
+        fields_json=fields_json if fields is not None else None,
     )
     if isinstance(body, NfcScan):
         return _verify_nfc_scan(base, body, keys=keys, policy=policy)
@@ -411,6 +451,7 @@ def _verify_nfc_scan(
         assurance=Assurance.HIGH,
         flags=tuple(flags),
         fields={**base.fields, "sun_read_counter": picc.read_counter},
+        fields_json=_json_with(base.fields_json, "sun_read_counter", str(picc.read_counter)),
         checkpoint_id=tag.checkpoint_id,
         nfc_tag_id=tag.tag_pk,
         sun_read_counter=picc.read_counter,
@@ -436,9 +477,11 @@ def _verify_ble_visit(base: VerifiedFrame, visit: BleVisit, *, keys: KeyLookup) 
         verify_advert(visit.company_id, visit.adv, ref.key)
     except SignatureError as exc:
         raise Rejected("bad_mac", f"beacon advert in BLE_VISIT: {exc}", key=key) from exc
+    beacon_fields = fields_of(advert)
     return dataclasses.replace(
         base,
-        fields={**base.fields, "beacon": fields_of(advert)},
+        fields={**base.fields, "beacon": beacon_fields},
+        fields_json=_json_with(base.fields_json, "beacon", json.dumps(beacon_fields)),
         checkpoint_id=keys.beacon_checkpoint(advert.beacon_id),
         beacon_id=advert.beacon_id,
         beacon_step=advert.step,

@@ -7,15 +7,31 @@ ones SQLAlchemy itself would write, byte for byte where SQLite keeps text.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, cast
 
-from cloudtest import DEVICE, World
+from cloudtest import (
+    BEACON_ID,
+    BEACON_KEY,
+    COMPANY_ID,
+    DEVICE,
+    T0,
+    TAG2_FILE_KEY,
+    TAG2_META_KEY,
+    TAG2_UID,
+    World,
+    frame_item,
+    make_frame,
+    make_sun,
+)
 from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
 from cloud_api import bulk
 from cloud_api.models import Device, Event, Gateway
+from patrol_protocol.adverts import encode_beacon_payload
+from patrol_protocol.frames import TAG_NTAG424_SUN, BleVisit, EquipmentNear, Heartbeat, NfcScan
 
 WHEN = datetime(2026, 11, 25, 4, 0, 0, 0, tzinfo=UTC)
 COLUMNS = [c.name for c in Event.__table__.columns if c.name != "id"]
@@ -86,3 +102,74 @@ def test_bulk_rows_equal_orm_rows(world: World) -> None:
             "2026-11-25 04:00:00.000007",
             "2026-11-25 04:00:01.123456",
         )
+
+
+def _scan(seq: int, counter: int) -> dict[str, Any]:
+    picc_enc, mac = make_sun(TAG2_META_KEY, TAG2_FILE_KEY, TAG2_UID, counter)
+    body = NfcScan(tag_type=TAG_NTAG424_SUN, uid=TAG2_UID, picc_enc=picc_enc, sdmmac=mac)
+    return frame_item(seq, make_frame(body, seq=seq))
+
+
+def _visit(seq: int) -> dict[str, Any]:
+    adv = encode_beacon_payload(
+        key_id=1,
+        beacon_id=BEACON_ID,
+        step=T0 // 10,
+        tx_power_dbm=-59,
+        battery_pct=93,
+        company_id=COMPANY_ID,
+        key=BEACON_KEY,
+    )
+    return frame_item(
+        seq, make_frame(BleVisit(rssi_dbm=-60, dwell_s=30, company_id=COMPANY_ID, adv=adv), seq=seq)
+    )
+
+
+def _heartbeat(seq: int) -> dict[str, Any]:
+    body = Heartbeat(
+        battery_pct=81,
+        battery_mv=3912,
+        status=2,
+        queue_depth=3,
+        items=(EquipmentNear(0x00E00001, -50, 87),),
+    )
+    return frame_item(seq, make_frame(body, seq=seq))
+
+
+def _bodies(world: World) -> dict[int, str]:
+    """Each event's body column as the text the database holds."""
+    cast_text = "CAST(body AS TEXT)"
+    return {r[0]: r[1] for r in world.rows(f"SELECT seq, {cast_text} FROM events ORDER BY seq")}
+
+
+def test_body_json_built_during_parsing_is_what_json_dumps_writes(world: World) -> None:
+    # A SUN scan and a BLE visit get fields added after verification (read counter,
+    # beacon): their JSON is spliced from the text built while parsing; it must be
+    # exactly json.dumps of the stored object, on both stores.
+    results = world.results(_scan(1, 7), _visit(2), _heartbeat(3))
+    assert [r["status"] for r in results] == ["accepted"] * 3
+    bodies = _bodies(world)
+    assert set(bodies) == {1, 2, 3}
+    for text_value in bodies.values():
+        assert text_value == json.dumps(json.loads(text_value))
+    assert json.loads(bodies[1])["sun_read_counter"] == 7
+    assert json.loads(bodies[2])["beacon"]["step"] == T0 // 10
+
+
+def test_a_conflict_in_the_bulk_insert_falls_back_and_keeps_objects(world: World) -> None:
+    # On SQLite the batch's rows go in with ids assigned under the write lock; a SUN
+    # counter stored by an earlier batch makes that insert fail, and the rows then go
+    # through INSERT ... ON CONFLICT DO NOTHING: the replay is refused, the others are
+    # stored with their bodies as JSON objects (not strings).
+    assert world.results(_scan(1, 7))[0]["status"] == "accepted"
+    results = world.results(_heartbeat(2), _scan(3, 7), _visit(4))
+    assert [(r["status"], r["reason"]) for r in results] == [
+        ("accepted", None),
+        ("rejected", "replayed_counter"),
+        ("accepted", None),
+    ]
+    bodies = _bodies(world)
+    assert json.loads(bodies[2])["items"][0]["tag_id"] == 0x00E00001
+    assert json.loads(bodies[4])["beacon"]["beacon_id"] == BEACON_ID
+    events = {e.seq: e for e in world.events()}
+    assert isinstance(events[2].body, dict) and isinstance(events[4].body, dict)
