@@ -47,7 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from cloud_api.compliance import store
@@ -362,51 +362,52 @@ class Run:
 
 
 def run(posts: int, days: int, heartbeat_s: int, seed: int, persist: bool) -> Run:
+    """Measure one dataset, printing each figure as soon as it is known."""
     ds = generate(posts, days, heartbeat_s, seed)
-    engine = make_engine(f"sqlite:///{ds.path}")
-    with engine.connect() as conn:  # warm the page cache for both sides alike
-        conn.execute(select(func.count()).select_from(Event)).scalar()
-    read_rows(engine, ds)
-    rows, read_s = read_rows(engine, ds)
-    raw_rows, raw_s = read_rows_raw(ds)
-    result, score_s = score(engine, ds, persist=False)
-    persist_s = score(engine, ds, persist=True)[1] if persist else None
-    engine.dispose()
-    return Run(ds, rows, read_s, raw_rows, raw_s, result, score_s, persist_s)
-
-
-def report(r: Run) -> None:
-    ds = r.ds
     print(
         f"dataset: {ds.posts} posts x {ds.days} days, {ds.shifts:,} shifts, {ds.scans:,} scans, "
         f"{ds.heartbeats:,} heartbeats (every {ds.heartbeat_s} s); SQLite {ds.path.name} "
         f"({ds.path.stat().st_size / 2**20:,.0f} MiB)"
-        + (f", generated in {ds.generate_s:.1f} s" if ds.generate_s else ", cached")
+        + (f", generated in {ds.generate_s:.1f} s" if ds.generate_s else ", cached"),
+        flush=True,
+    )
+    engine = make_engine(f"sqlite:///{ds.path}")
+    read_rows_raw(ds)  # warms the page cache for both sides alike
+    raw_rows, raw_s = read_rows_raw(ds)
+    print(
+        f"  bare sqlite3 read (reference):          {raw_rows:,} rows in {raw_s:.2f} s "
+        f"({raw_rows / raw_s:,.0f} rows/s)",
+        flush=True,
+    )
+    rows, read_s = read_rows(engine, ds)
+    print(
+        f"  baseline read (SQLAlchemy Core, typed): {rows:,} rows in {read_s:.2f} s "
+        f"({rows / read_s:,.0f} rows/s)",
+        flush=True,
+    )
+    result, score_s = score(engine, ds, persist=False)
+    mean = sum(result.scores.values()) / len(result.scores) if result.scores else 0.0
+    print(
+        f"  scoring (read + values + score + explain): {result.shifts:,} shifts, "
+        f"{result.rows_read:,} rows in {score_s:.2f} s ({result.shifts / score_s:,.0f} "
+        f"shifts/s); mean score {mean:.2f}",
+        flush=True,
     )
     print(
-        f"  baseline read (SQLAlchemy Core, typed): {r.rows:,} rows in {r.read_s:.2f} s "
-        f"({r.rows / r.read_s:,.0f} rows/s)"
+        f"  ratio scoring / typed read: {score_s / read_s:.2f}x (target <= 3x); "
+        f"vs bare sqlite3 read: {score_s / raw_s:.2f}x",
+        flush=True,
     )
-    print(
-        f"  bare sqlite3 read (reference):          {r.raw_rows:,} rows in {r.raw_s:.2f} s "
-        f"({r.raw_rows / r.raw_s:,.0f} rows/s)"
-    )
-    res = r.result
-    mean = sum(res.scores.values()) / len(res.scores) if res.scores else 0.0
-    print(
-        f"  scoring (read + values + score + explain): {res.shifts:,} shifts, "
-        f"{res.rows_read:,} rows in {r.score_s:.2f} s ({res.shifts / r.score_s:,.0f} shifts/s); "
-        f"mean score {mean:.2f}"
-    )
-    print(
-        f"  ratio scoring / read: {r.score_s / r.read_s:.2f}x (target <= 3x); "
-        f"vs bare sqlite3: {r.score_s / r.raw_s:.2f}x"
-    )
-    if r.persist_s is not None:
+    persist_s = None
+    if persist:
+        persist_s = score(engine, ds, persist=True)[1]
         print(
-            f"  scoring + storing every score (rolled back): {r.persist_s:.2f} s; "
-            f"ratio / read {r.persist_s / r.read_s:.2f}x"
+            f"  scoring + storing every score (rolled back): {persist_s:.2f} s; "
+            f"ratio / typed read {persist_s / read_s:.2f}x",
+            flush=True,
         )
+    engine.dispose()
+    return Run(ds, rows, read_s, raw_rows, raw_s, result, score_s, persist_s)
 
 
 def main() -> None:
@@ -434,11 +435,9 @@ def main() -> None:
         f"{SHIFT_HOURS} h shifts"
     )
     big = run(args.posts, args.days, args.heartbeat_s, args.seed, args.persist)
-    report(big)
     if args.no_scale:
         return
     small = run(args.posts // 4, args.days, args.heartbeat_s, args.seed, False)
-    report(small)
     rows_ratio = big.rows / small.rows
     time_ratio = big.score_s / small.score_s
     print(
