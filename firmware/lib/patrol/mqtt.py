@@ -44,6 +44,7 @@ _EWOULDBLOCK = const(11)
 _EINPROGRESS = const(115)
 _RECV_CHUNK_BYTES = const(256)
 _MAX_RECV_PER_POLL = const(8)  # bounded work per poll(): the main loop stays responsive
+_MAX_CACHED_TOPICS = const(4)  # encoded topic names kept for publish(); a device uses two
 
 
 class MQTTError(Exception):
@@ -109,7 +110,8 @@ class MQTTClient:
         self._poller = None
         self._inbuf = bytearray()
         self._next_pid = 0
-        self._inflight = {}  # pid -> [packet bytes, sent_ticks]
+        self._inflight = {}  # pid -> [packet bytearray, sent_ticks]
+        self._topics = {}  # topic -> its length-prefixed UTF-8 name (see publish)
         self._pending_subs = {}  # pid -> topic
         self._last_send = 0
         self._ping_sent = None
@@ -248,13 +250,26 @@ class MQTTClient:
         if qos and not force and len(self._inflight) >= self.max_inflight:
             raise MQTTError("inflight window full")
         header = _PUBLISH | (qos << 1) | (1 if retain else 0)
-        variable = _string(topic)
-        pid = 0
+        name = self._topics.get(topic)  # the wearable publishes on two topics, every event
+        if name is None:
+            name = _string(topic)
+            if len(self._topics) < _MAX_CACHED_TOPICS:
+                self._topics[topic] = name
+        pid = self._pid() if qos else 0
+        body_len = len(name) + (2 if qos else 0) + len(payload)
+        length = _encode_length(body_len)
+        # One buffer for the whole packet; it stays in the inflight table, where a
+        # retransmission sets its DUP bit in place.
+        packet = bytearray(1 + len(length) + body_len)
+        packet[0] = header
+        i = 1 + len(length)
+        packet[1:i] = length
+        packet[i : i + len(name)] = name
+        i += len(name)
         if qos:
-            pid = self._pid()
-            variable += struct.pack(">H", pid)
-        body_len = len(variable) + len(payload)
-        packet = bytes((header,)) + _encode_length(body_len) + variable + bytes(payload)
+            struct.pack_into(">H", packet, i, pid)
+            i += 2
+        packet[i:] = payload
         if qos:
             self._inflight[pid] = [packet, self._ticks_ms()]
         self._send(packet)
@@ -274,12 +289,15 @@ class MQTTClient:
 
     # --- receiving -------------------------------------------------------------------
 
-    def poll(self):
+    def poll(self, handler=None):
         """Do pending socket work without blocking; return received [(topic, payload)].
 
         Reads what is available, answers QoS 1 publishes with PUBACK, handles
         PUBACK/SUBACK/PINGRESP, resends unacknowledged publishes with DUP, and
         keeps the connection alive. Raises MQTTError when the connection is lost.
+        With ``handler`` each message goes to ``handler(topic, payload)`` as soon
+        as it is parsed (and [] is returned): a poll that drains a burst of acks
+        then holds one message at a time instead of a list of all of them.
         """
         if self._sock is None or self._poller is None:
             raise MQTTError("not connected")
@@ -296,7 +314,7 @@ class MQTTClient:
             if not chunk:
                 self._lost("connection closed by broker")
             self._inbuf += chunk
-            self._parse(messages)
+            self._parse(messages, handler)
         self._timers()
         return messages
 
@@ -312,7 +330,7 @@ class MQTTClient:
             return False
         return bool(poller.poll(0))
 
-    def _parse(self, messages):
+    def _parse(self, messages, handler):
         # Walk the buffer with an index and cut the consumed bytes once at the end
         # (slicing the rest off after every packet copied it once per packet).
         buf = self._inbuf
@@ -341,11 +359,11 @@ class MQTTClient:
             packet_type = buf[pos]
             body = bytes(buf[i : i + length])
             pos = i + length
-            self._handle(packet_type, body, messages)
+            self._handle(packet_type, body, messages, handler)
         if pos:
             buf[:pos] = b""  # in place (MicroPython's bytearray has no slice deletion)
 
-    def _handle(self, packet_type, body, messages):
+    def _handle(self, packet_type, body, messages, handler):
         kind = packet_type & 0xF0
         if kind == _PUBLISH:
             qos = (packet_type >> 1) & 3
@@ -358,7 +376,10 @@ class MQTTClient:
                 self._send(bytes((_PUBACK, 2)) + pid)
             elif qos:
                 self._lost("QoS 2 not supported")
-            messages.append((topic, body[offset:]))
+            if handler is None:
+                messages.append((topic, body[offset:]))
+            else:
+                handler(topic, body[offset:])
         elif kind == _PUBACK:
             pid = (body[0] << 8) | body[1]
             if self._inflight.pop(pid, None) is not None:
@@ -379,9 +400,7 @@ class MQTTClient:
             entry = self._inflight[pid]
             if ticks_diff(now, entry[1]) >= self.retry_ms:
                 packet = entry[0]
-                if not packet[0] & _DUP:
-                    packet = bytes((packet[0] | _DUP,)) + packet[1:]
-                    entry[0] = packet
+                packet[0] |= _DUP  # in place: the packet is this client's own bytearray
                 entry[1] = now
                 self.retransmits += 1
                 self._send(packet)

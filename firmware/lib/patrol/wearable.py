@@ -541,8 +541,7 @@ class Wearable:
             if not self._connect():
                 return
         try:
-            for topic, payload in mqtt.poll():
-                self.handle_message(topic, payload)
+            mqtt.poll(self.handle_message)  # each ack or command as it arrives
             self._pump()
         except MQTTError:
             self._on_disconnect()
