@@ -162,12 +162,13 @@ class HealthMonitor:
         self._version = agent_version()
 
     def snapshot(self) -> Health:
-        """Read every component now (a few indexed queries on the queue file)."""
+        """Read every component now: depth from the queue's in-memory counts, the oldest
+        item by one index seek, no ``count(*)`` over the backlog."""
         s = self._settings
         now_ms = self._wall_ms()
         depth = self._queue.depth_by_priority()
         oldest = self._queue.oldest_received_at_ms()
-        stats = self._queue.stats()
+        counters = self._queue.counters()
         ingest = self._ingest()
         ble = self._ble()
         ble_status = ble.status() if ble is not None else None
@@ -213,8 +214,8 @@ class HealthMonitor:
             queue_budget_bytes=self._queue.budget_bytes,
             oldest_unsent_age_s=None if oldest_age_s is None else round(oldest_age_s, 3),
             dead_letters=self._queue.dead_letter_count(),
-            evicted_total=stats.evicted,
-            duplicates_total=stats.duplicates,
+            evicted_total=counters.get("evicted", 0),
+            duplicates_total=counters.get("duplicates", 0),
             forwarded_total=forwarder.forwarded,
             cloud_failing=failing_since is not None,
             cloud_failing_for_s=None

@@ -336,6 +336,13 @@ class EdgeQueue:
         self._devices = self._load_devices()
         row = self._db.execute("SELECT total(length(payload)), count(*) FROM items").fetchone()
         self._used_bytes = int(row[0]) + int(row[1]) * ITEM_OVERHEAD_BYTES
+        self._depth = dict.fromkeys(range(PRIORITY_URGENT, PRIORITY_BULK + 1), 0)
+        """Items per priority, kept in step with every commit: a health look or a scrape
+        must not count(*) a backlog of millions on an SD card."""
+        for priority, count in self._db.execute(
+            "SELECT priority, count(*) FROM items GROUP BY priority"
+        ):
+            self._depth[int(priority)] = int(count)
         if self.corruption is not None:
             self.append_many(
                 [
@@ -541,6 +548,7 @@ class EdgeQueue:
             urgent = sum(1 for row in item_rows if row[8] == PRIORITY_URGENT)
             evicted = 0
             freed_bytes = 0
+            evicted_by_priority: dict[int, int] = {}
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 self._db.executemany(_INSERT_ITEM, item_rows)
@@ -550,13 +558,21 @@ class EdgeQueue:
                 self._bump("duplicates", duplicates)
                 used = self._used_bytes + added_bytes
                 if self.budget_bytes is not None and used > self.budget_bytes:
-                    evicted, freed_bytes = self._evict(used - self.budget_bytes)
+                    evicted, freed_bytes, evicted_by_priority = self._evict(
+                        used - self.budget_bytes
+                    )
                     urgent += 1 if evicted else 0
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._used_bytes += added_bytes - freed_bytes
+            for row in item_rows:
+                self._depth[cast(int, row[8])] += 1
+            for priority, count in evicted_by_priority.items():
+                self._depth[priority] -= count
+            if evicted:
+                self._depth[PRIORITY_URGENT] += 1  # the eviction record
             self._devices.update(touched)
             return AppendResult(
                 stored=len(item_rows),
@@ -567,16 +583,17 @@ class EdgeQueue:
                 evicted=evicted,
             )
 
-    def _evict(self, excess_bytes: int) -> tuple[int, int]:
+    def _evict(self, excess_bytes: int) -> tuple[int, int, dict[int, int]]:
         """Delete the cheapest items until ``excess_bytes`` (plus the record) are freed.
 
         Runs inside the caller's transaction; returns (items evicted, net bytes freed,
-        the eviction record's own cost already subtracted).
+        the eviction record's own cost already subtracted, items evicted per priority).
         """
         record_cost = _EVICTION_RECORD_BYTES + ITEM_OVERHEAD_BYTES
         need = excess_bytes + record_cost
         victims: list[int] = []
         chosen: set[int] = set()
+        by_priority: dict[int, int] = {}
         freed = 0
         # Pass 1, downsampling: every second bulk item (heartbeat, advert), oldest first,
         # so the oldest span keeps half its heartbeats instead of losing all of them.
@@ -600,6 +617,7 @@ class EdgeQueue:
                         continue
                     victims.append(int(gw_seq))
                     chosen.add(int(gw_seq))
+                    by_priority[priority] = by_priority.get(priority, 0) + 1
                     freed += int(length) + ITEM_OVERHEAD_BYTES
                     if freed >= need:
                         break
@@ -607,7 +625,7 @@ class EdgeQueue:
                 break
         if not victims:
             _log.warning("queue over its budget with only urgent items left: keeping them all")
-            return 0, 0
+            return 0, 0, {}
         self._db.executemany("DELETE FROM items WHERE gw_seq = ?", [(v,) for v in victims])
         self._bump("evicted", len(victims))
         record = observation(
@@ -640,7 +658,11 @@ class EdgeQueue:
             min(victims),
             max(victims),
         )
-        return len(victims), freed - len(record.body_json) - ITEM_OVERHEAD_BYTES
+        return (
+            len(victims),
+            freed - len(record.body_json) - ITEM_OVERHEAD_BYTES,
+            by_priority,
+        )
 
     def _stored_frame(self, device_id: int, seq: int) -> bytes | None:
         row = self._db.execute(
@@ -740,15 +762,17 @@ class EdgeQueue:
                         )
                     self._insert_dead(dead)
                 freed = 0
+                removed: dict[int, int] = {}
                 for start in range(0, len(seqs), _SQL_PARAMS_PER_QUERY):
                     chunk = seqs[start : start + _SQL_PARAMS_PER_QUERY]
                     marks = ",".join("?" * len(chunk))
-                    total, count = self._db.execute(
-                        f"SELECT total(length(payload)), count(*) FROM items "  # noqa: S608
-                        f"WHERE gw_seq IN ({marks})",
+                    for priority, total, count in self._db.execute(
+                        f"SELECT priority, total(length(payload)), count(*) FROM items "  # noqa: S608
+                        f"WHERE gw_seq IN ({marks}) GROUP BY priority",
                         chunk,
-                    ).fetchone()
-                    freed += int(total) + int(count) * ITEM_OVERHEAD_BYTES
+                    ):
+                        freed += int(total) + int(count) * ITEM_OVERHEAD_BYTES
+                        removed[int(priority)] = removed.get(int(priority), 0) + int(count)
                 cursor = self._db.executemany(
                     "DELETE FROM items WHERE gw_seq = ?", [(s,) for s in seqs]
                 )
@@ -757,6 +781,8 @@ class EdgeQueue:
                 self._db.execute("ROLLBACK")
                 raise
             self._used_bytes -= freed
+            for priority, count in removed.items():
+                self._depth[priority] -= count
         return cursor.rowcount
 
     def park(self, gw_seqs: Iterable[int], reason: str, detail: str) -> int:
@@ -907,24 +933,38 @@ class EdgeQueue:
                 self._db.execute("ROLLBACK")
                 raise
             self._used_bytes += len(dead.raw) + ITEM_OVERHEAD_BYTES
+            self._depth[priority] += 1
 
     def depth_by_priority(self) -> dict[int, int]:
-        """Queued items per priority (0 urgent .. 3 bulk); every priority is present."""
+        """Queued items per priority (0 urgent .. 3 bulk; every priority present), from the
+        counts kept in memory beside each commit: O(1), whatever the backlog.
+
+        A read-only instance counted at open and does not follow another process's writes.
+        """
         with self._lock:
-            rows = self._db.execute(
-                "SELECT priority, count(*) FROM items GROUP BY priority"
-            ).fetchall()
-        depth = dict.fromkeys(range(PRIORITY_URGENT, PRIORITY_BULK + 1), 0)
-        depth.update({int(p): int(n) for p, n in rows})
-        return depth
+            return dict(self._depth)
 
     def oldest_by_priority(self) -> dict[int, int]:
-        """Receive time (ms) of the oldest waiting item per priority (absent when empty)."""
+        """Receive time (ms) of the oldest waiting item per priority (absent when empty):
+        the first by gw_seq of each priority, one index seek each."""
+        oldest: dict[int, int] = {}
         with self._lock:
-            rows = self._db.execute(
-                "SELECT priority, min(received_at_ms) FROM items GROUP BY priority"
-            ).fetchall()
-        return {int(p): int(t) for p, t in rows}
+            for priority in range(PRIORITY_URGENT, PRIORITY_BULK + 1):
+                row = self._db.execute(
+                    "SELECT received_at_ms FROM items WHERE priority = ? ORDER BY gw_seq LIMIT 1",
+                    (priority,),
+                ).fetchone()
+                if row is not None:
+                    oldest[priority] = int(row[0])
+        return oldest
+
+    def counters(self) -> dict[str, int]:
+        """The persistent counters (``duplicates``, ``dead_lettered``, ``evicted``, ...)."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, value FROM counters").fetchall()
+        return {
+            str(name): int(value) for name, value in rows if not str(name).startswith(_META_PREFIX)
+        }
 
     def dead_letter_count(self) -> int:
         """Dead letters currently held (the counter ``dead_letters`` counts all ever made)."""

@@ -175,6 +175,5 @@ def test_config_file_and_environment_with_errors_naming_the_key(tmp_path, queue_
     required = _cli(env | {"PATROL_EDGE_CONFIG": str(tmp_path / "empty.toml")}, "status")
     assert (
         f"key 'cloud_url' (set it in {tmp_path / 'empty.toml'} or as PATROL_EDGE_CLOUD_URL): "
-        "required, not set"
-        in required.stderr
+        "required, not set" in required.stderr
     )
