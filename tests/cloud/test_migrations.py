@@ -146,3 +146,30 @@ def test_cli_upgrade_and_current(tmp_path: Path) -> None:
         assert _diff(engine) == []
     finally:
         engine.dispose()
+
+
+def test_two_processes_starting_at_once_build_the_schema_once(db_url: str) -> None:
+    """Each service process runs init_db at start: the advisory lock (PostgreSQL) or the
+    write lock (SQLite) makes the second wait and then find every head applied."""
+    code = (
+        "import sys\n"
+        "from cloud_api.db import init_db, make_engine\n"
+        "engine = make_engine(sys.argv[1])\n"
+        "init_db(engine)\n"
+        "engine.dispose()\n"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err.decode()
+    engine = make_engine(db_url)
+    try:
+        assert _db_revisions(engine) == _heads()
+        assert _diff(engine) == []
+    finally:
+        engine.dispose()
