@@ -177,3 +177,26 @@ def test_config_file_and_environment_with_errors_naming_the_key(tmp_path, queue_
         f"key 'cloud_url' (set it in {tmp_path / 'empty.toml'} or as PATROL_EDGE_CLOUD_URL): "
         "required, not set" in required.stderr
     )
+
+
+def test_status_of_a_running_agent_reads_its_healthz(edge_settings):
+    from edgetest import free_port
+
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.settings import EdgeSettings
+
+    port = free_port()
+    settings = EdgeSettings(**edge_settings.model_dump() | {"metrics_port": port})
+    with EdgeAgent(settings) as agent:
+        assert agent.wait_ready(10)
+        env = _env(settings.queue_path, PATROL_EDGE_METRICS_PORT=str(port))
+        done = _cli(env, "status")
+        # the agent runs beside it: the queue file is read with mode=ro, never locked or moved
+        stats = _cli(env, "queue", "stats", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = [" ".join(line.split()) for line in done.stdout.splitlines()]
+    assert lines[0].startswith("agent ok (") or lines[0].startswith("agent degraded (")
+    assert "broker connected" in lines
+    assert "ble disabled" in lines
+    assert "depth 1" in lines  # the gateway_health heartbeat (the cloud is unreachable here)
+    assert json.loads(stats.stdout)["depth"]["bulk"] == 1
