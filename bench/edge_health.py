@@ -4,8 +4,9 @@ one /metrics scrape, beside the bare SQL they need.
 A queue is filled with ``--items`` heartbeat frames (an uplink outage's backlog);
 then, side by side in one run:
 
-- baseline: the bare queries a health look needs on that file (``count(*)`` by
-  priority, the oldest item, the dead-letter count) through plain sqlite3;
+- baseline: counting the backlog with plain sqlite3 (``count(*)`` by priority, the
+  oldest item, the dead-letter count), which is what a health look would cost if
+  the queue did not keep its depth per priority in memory;
 - :meth:`HealthMonitor.snapshot` (what ``/healthz`` and the heartbeat build);
 - a full ``/metrics`` scrape over HTTP from the agent's own server, parsed.
 
