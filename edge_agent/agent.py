@@ -200,7 +200,7 @@ class EdgeAgent:
         ingest = self.ingest
         if ingest is None or not ingest.committer_alive or not self.forwarder.alive:
             return False
-        self.queue.depth()  # blocks (and so misses the ping) if the queue is wedged
+        self.queue.last_gw_seq()  # a cheap read that blocks (no ping) if the queue is wedged
         return True
 
     def wait(self, timeout_s: float | None = None) -> bool:
