@@ -17,7 +17,6 @@ from fastapi.openapi.utils import get_openapi
 
 from cloud_api.api import problems
 from cloud_api.api.deps import AppContext, openapi_auth
-from cloud_api.api.routes import alerts as alert_routes
 from cloud_api.api.routes import auth, chain, devices, events, health, ingest, provisioning
 from cloud_api.api.routes import compliance as compliance_routes
 from cloud_api.api.routes import reports as report_routes
@@ -94,7 +93,12 @@ def create_app(
         if sink is not None:
             sink.start()
         # Overdue rectification items escalate from every process (FOR UPDATE SKIP LOCKED).
-        escalation = EscalationWorker(ctx.sessions, interval_s=ESCALATION_INTERVAL_S, clock=clock)
+        escalation = EscalationWorker(
+            ctx.sessions,
+            interval_s=ESCALATION_INTERVAL_S,
+            clock=clock,
+            influx_enabled=settings.influx_enabled,
+        )
         escalation.start()
         yield
         escalation.stop()
@@ -120,6 +124,5 @@ def create_app(
     app.include_router(compliance_routes.router, prefix=API_PREFIX)
     app.include_router(workflow_routes.router, prefix=API_PREFIX)
     app.include_router(report_routes.router, prefix=API_PREFIX)
-    app.include_router(alert_routes.router, prefix=API_PREFIX)  # alerts (issue 7)
     app.openapi = _openapi_with_ingest_batch(app)  # type: ignore[method-assign]
     return app

@@ -819,12 +819,18 @@ def run_escalation(
     now: datetime,
     policy: WorkflowPolicy = DEFAULT_POLICY,
     batch: int = MAX_ESCALATION_BATCH,
+    influx_enabled: bool = False,
 ) -> int:
-    """Escalate everything due, one short transaction per batch; how many steps."""
+    """Escalate everything due, one short transaction per batch; how many steps.
+
+    With ``influx_enabled`` the batch's ``rectification`` points go into the sink
+    outbox in the same transaction.
+    """
     total = 0
     while True:
         with sessions() as session, session.begin():
             done = escalate_overdue(session, now=now, policy=policy, limit=batch)
+            flush_lines(session, now=now, enabled=influx_enabled)
         total += len(done)
         if len(done) < batch:
             return total
@@ -845,7 +851,9 @@ class EscalationWorker:
         interval_s: float,
         clock: Callable[[], datetime],
         policy: WorkflowPolicy = DEFAULT_POLICY,
+        influx_enabled: bool = False,
     ) -> None:
+        self._influx_enabled = influx_enabled
         self._sessions = sessions
         self._interval_s = interval_s
         self._clock = clock
@@ -865,7 +873,12 @@ class EscalationWorker:
     def tick(self) -> int:
         """One pass; what the thread does every interval (tests call it directly)."""
         try:
-            done = run_escalation(self._sessions, now=self._clock(), policy=self._policy)
+            done = run_escalation(
+                self._sessions,
+                now=self._clock(),
+                policy=self._policy,
+                influx_enabled=self._influx_enabled,
+            )
         except Exception:  # the outer loop: log once, keep trying
             if not self.failing:
                 log.exception("escalation failed; retrying every %.0f s", self._interval_s)

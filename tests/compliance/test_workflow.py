@@ -483,7 +483,9 @@ def test_reassign_only_to_a_supervisor_of_the_site(depot: Depot) -> None:
 def test_the_escalation_worker_ticks_and_stops(depot: Depot) -> None:
     sink_run(depot, [too_fast(depot)])  # critical: due 2026-11-25T02:30Z
     clock = [datetime(2026, 11, 25, 2, 29, tzinfo=UTC)]
-    worker = wf.EscalationWorker(depot.sessions, interval_s=3600.0, clock=lambda: clock[0])
+    worker = wf.EscalationWorker(
+        depot.sessions, interval_s=3600.0, clock=lambda: clock[0], influx_enabled=True
+    )
     worker.start()
     assert worker.tick() == 0
     clock[0] = datetime(2026, 11, 25, 2, 30, tzinfo=UTC)
@@ -491,3 +493,6 @@ def test_the_escalation_worker_ticks_and_stops(depot: Depot) -> None:
     assert (worker.escalated, worker.failing) == (1, False)
     worker.stop()
     assert items(depot)[0].escalation_level == 1
+    with depot.sessions() as s:
+        (lines,) = s.scalars(select(InfluxOutboxLines.lines)).all()
+    assert lines.startswith("rectification,") and "transition=escalated" in lines

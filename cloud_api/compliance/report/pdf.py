@@ -272,8 +272,8 @@ class _Report:
         height = 60 * mm
         drawing = Drawing(CONTENT_W, height)
         plot = LinePlot()
-        plot.x, plot.y = 30, 22
-        plot.width, plot.height = CONTENT_W - 45, height - 42
+        plot.x, plot.y = 30, 30
+        plot.width, plot.height = CONTENT_W - 45, height - 50
         runs: list[list[tuple[int, float]]] = []
         previous_day = -1
         for d in r.days:
@@ -372,11 +372,11 @@ class _Report:
         posts = [p for p in self.r.posts if p.rounds_expected]
         s = self.s
         bar_h = 13
-        height = max(40, len(posts) * (bar_h + 8) + 34)
+        height = max(46, len(posts) * (bar_h + 8) + 40)
         drawing = Drawing(CONTENT_W, height)
         chart = HorizontalBarChart()
-        chart.x, chart.y = 90, 24
-        chart.width, chart.height = CONTENT_W - 200, height - 32
+        chart.x, chart.y = 90, 30
+        chart.width, chart.height = CONTENT_W - 200, height - 38
         chart.data = [
             [p.rounds_completed for p in posts],
             [p.rounds_partial for p in posts],
@@ -415,11 +415,11 @@ class _Report:
             return [Paragraph("No required equipment was scored this month.", self.s.body)]
         s = self.s
         bar_h = 11
-        height = len(items) * (bar_h + 6) + 36
+        height = len(items) * (bar_h + 6) + 44
         drawing = Drawing(CONTENT_W, height)
         chart = HorizontalBarChart()
-        chart.x, chart.y = 130, 24
-        chart.width, chart.height = CONTENT_W - 170, height - 32
+        chart.x, chart.y = 130, 30
+        chart.width, chart.height = CONTENT_W - 170, height - 40
         chart.data = [[round(100 * share, 1) for _, share in items]]
         chart.categoryAxis.categoryNames = [name for name, _ in items]
         chart.categoryAxis.labels.fontName = s.regular
@@ -591,8 +591,8 @@ class _Report:
         height = 46 * mm
         drawing = Drawing(CONTENT_W, height)
         chart = VerticalBarChart()
-        chart.x, chart.y = 30, 22
-        chart.width, chart.height = 80 * mm, height - 34
+        chart.x, chart.y = 30, 30
+        chart.width, chart.height = 80 * mm, height - 42
         chart.data = [list(sv.distribution)]
         chart.categoryAxis.categoryNames = ["1", "2", "3", "4", "5"]
         chart.categoryAxis.labels.fontName = s.regular
@@ -638,7 +638,7 @@ class _Report:
                 fillColor=MUTED,
             )
         )
-        out: list[Any] = [drawing]
+        out: list[Any] = [drawing, Spacer(1, 2 * mm)]
         if sv.comments:
             rows = [
                 (self.local(c.submitted_at, "%d %b"), f"{c.rating} / 5", c.text)
