@@ -15,6 +15,7 @@ service and its migrations.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -72,3 +73,19 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     if type_ == "type" and isinstance(obj, UtcDateTime):
         return "sa.DateTime(timezone=True)"
     return False
+
+
+_CREATE_TABLE = re.compile(r"""op\.create_table\(\s*["']([A-Za-z0-9_]+)["']""")
+
+
+def tables_created_by_revisions() -> set[str]:
+    """Names of every table some revision file creates (a cheap text scan of versions/).
+
+    ``init_db`` checks the models against it before building a fresh database from
+    the metadata, so a table added to cloud_api.models without a revision is caught
+    at start-up even on the fast path.
+    """
+    names: set[str] = set()
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        names.update(_CREATE_TABLE.findall(path.read_text(encoding="utf-8")))
+    return names

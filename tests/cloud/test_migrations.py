@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
-from cloud_api.db import init_db, make_engine
+from cloud_api.db import SchemaError, init_db, make_engine
 from cloud_api.migrations import BASELINE_REVISION, alembic_config, render_item
 from cloud_api.models import Base
 
@@ -77,13 +78,33 @@ def test_downgrade_base_drops_every_table_and_upgrade_again_works(db_url: str) -
         engine.dispose()
 
 
-def test_init_db_upgrades_through_alembic_and_is_idempotent(db_url: str) -> None:
+@pytest.mark.parametrize("from_scratch", ["metadata", "migrations"])
+def test_init_db_builds_every_head_and_is_idempotent(db_url: str, from_scratch: str) -> None:
+    """Both ways of building an empty database end at every head with the same schema."""
     engine = make_engine(db_url)
     try:
-        init_db(engine)
+        init_db(engine, from_scratch=from_scratch)  # type: ignore[arg-type]
         init_db(engine)  # a second process starting later finds everything at head
         assert _db_revisions(engine) == _heads()
         assert _diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def test_init_db_refuses_a_model_table_without_a_revision(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cloud_api.migrations
+
+    real = cloud_api.migrations.tables_created_by_revisions
+    monkeypatch.setattr(
+        cloud_api.migrations, "tables_created_by_revisions", lambda: real() - {"audit_log"}
+    )
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with pytest.raises(SchemaError, match=r"tables audit_log are in cloud_api\.models but no"):
+            init_db(engine)
+        assert _tables(engine) == set()
     finally:
         engine.dispose()
 
