@@ -13,6 +13,13 @@ readonly PIN_POSTGRESQL="postgresql=15+248*"
 # pdftotext and pdftoppm: the monthly report tests read and render the PDF with
 # poppler, independently of reportlab which wrote it.
 readonly PIN_POPPLER_UTILS="poppler-utils=22.12.0-2*"
+# Headless Chromium for the web console's browser tests (Playwright drives the
+# system browser: Playwright's own download needs the internet). Not pinned to
+# a version: Debian ships Chromium through bookworm-security only, and each
+# update removes the previous build from the archive. fonts-liberation gives
+# screenshots the metric-compatible fonts the console's CSS names.
+readonly PIN_CHROMIUM="chromium"
+readonly PIN_FONTS_LIBERATION="fonts-liberation=1:1.07.4-11"
 # Only when no Python 3.11+ with venv support exists (a bare Debian 12).
 readonly PIN_PYTHON3_VENV="python3-venv=3.11.2-1+b1"
 
