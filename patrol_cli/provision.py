@@ -367,6 +367,13 @@ SoftReset = Annotated[
 ]
 Reset = Annotated[bool, typer.Option(help="Reset the board after copying, to boot the bundle.")]
 KeyId = Annotated[int, typer.Option(help="Key id the device's frames will carry.")]
+FirmwareDir = Annotated[
+    Path,
+    typer.Option(
+        help="The firmware folder (main.py, lib/patrol) to put in the bundle.",
+        envvar="PATROL_FIRMWARE_DIR",
+    ),
+]
 Label = Annotated[str | None, typer.Option(help="Label shown to people (e.g. 'W-12').")]
 
 
@@ -383,6 +390,7 @@ def _run(
     port: str,
     soft_reset: bool,
     reset: bool,
+    firmware_dir: Path,
     network: Network | None = None,
     checkpoint_id: int | None = None,
 ) -> None:
@@ -395,6 +403,8 @@ def _run(
         bundle = out or Path("bundles") / f"{kind.value}-{device}"
         if bundle.exists():
             raise ProvisionError(f"{bundle} exists: choose another --out (bundles hold keys)")
+        if not (firmware_dir / "main.py").is_file() or not (firmware_dir / "lib").is_dir():
+            raise ProvisionError(f"no firmware (main.py and lib/) in {firmware_dir}")
         board = find_board() if port == "auto" else (None if port == "none" else port)
         with httpx.Client(
             base_url=cloud_url,
@@ -415,7 +425,9 @@ def _run(
             f"{registration.key_id}, key sha256 {fingerprint(registration.key)}..."
         )
         config = device_config(registration, site_id=site_id, network=network)
-        manifest = write_bundle(bundle, registration, config, cloud_url=cloud_url)
+        manifest = write_bundle(
+            bundle, registration, config, cloud_url=cloud_url, firmware_dir=firmware_dir
+        )
         what = ".mpy (mpy-cross)" if manifest["compiled"] else ".py sources (no mpy-cross)"
         console.print(
             f"bundle written to {bundle}: {len(manifest['files'])} files, firmware as {what}; "
@@ -463,6 +475,7 @@ def provision_wearable(
     port: Port = "auto",
     soft_reset: SoftReset = True,
     reset: Reset = True,
+    firmware_dir: FirmwareDir = FIRMWARE_DIR,
 ) -> None:
     """A guard wearable: frame and presence keys, broker account, Wi-Fi."""
     _run(
@@ -477,6 +490,7 @@ def provision_wearable(
         port=port,
         soft_reset=soft_reset,
         reset=reset,
+        firmware_dir=firmware_dir,
         network=Network(wifi_ssid, wifi_password, mqtt_host, mqtt_port),
     )
 
@@ -494,6 +508,7 @@ def provision_beacon(
     port: Port = "auto",
     soft_reset: SoftReset = True,
     reset: Reset = True,
+    firmware_dir: FirmwareDir = FIRMWARE_DIR,
 ) -> None:
     """A BLE checkpoint beacon: its advert key."""
     _run(
@@ -508,6 +523,7 @@ def provision_beacon(
         port=port,
         soft_reset=soft_reset,
         reset=reset,
+        firmware_dir=firmware_dir,
         checkpoint_id=checkpoint_id,
     )
 
@@ -524,6 +540,7 @@ def provision_equipment_tag(
     port: Port = "auto",
     soft_reset: SoftReset = True,
     reset: Reset = True,
+    firmware_dir: FirmwareDir = FIRMWARE_DIR,
 ) -> None:
     """A BLE tag for a radio, flashlight, ...: its advert key."""
     _run(
@@ -538,4 +555,5 @@ def provision_equipment_tag(
         port=port,
         soft_reset=soft_reset,
         reset=reset,
+        firmware_dir=firmware_dir,
     )

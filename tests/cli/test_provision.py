@@ -404,6 +404,20 @@ def test_cloud_refusal_and_an_existing_bundle_stop_before_anything_is_written(
     )
     assert existing.exit_code == 1
     assert "exists: choose another --out" in existing.output
+    nowhere = _invoke(
+        cloud,
+        "beacon",
+        "--device-id",
+        "000b0009",
+        "--site-id",
+        str(cloud.site_id),
+        "--out",
+        str(tmp_path / "third"),
+        "--firmware-dir",
+        str(tmp_path / "no-firmware"),
+    )
+    assert nowhere.exit_code == 1
+    assert f"no firmware (main.py and lib/) in {tmp_path / 'no-firmware'}" in nowhere.output
     bad = _invoke(cloud, "beacon", "--device-id", "b9", "--site-id", str(cloud.site_id))
     assert bad.exit_code == 1
     assert "device id must be 8 hex digits, got 'b9'" in bad.output
