@@ -370,5 +370,5 @@ def log_since(
         query = query.where(AlertLog.site_id.in_(sorted(site_ids)))
     return [
         snapshot(alert, action=entry.action, log_id=entry.id)
-        for entry, alert in session.execute(query).tuples()
+        for entry, alert in session.execute(query).all()
     ]

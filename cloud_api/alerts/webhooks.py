@@ -173,7 +173,7 @@ def claim(
         .join(AlertWebhookTarget, AlertWebhookTarget.id == AlertWebhookDelivery.target_id)
         .where(AlertWebhookDelivery.id.in_(due))
         .order_by(AlertWebhookDelivery.id)
-    ).tuples()
+    ).all()
     out: list[Claimed] = []
     for delivery, target in rows:
         secret = box.decrypt(target.secret_enc, context=_context(target.name))
