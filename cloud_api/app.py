@@ -17,12 +17,14 @@ from fastapi.openapi.utils import get_openapi
 
 from cloud_api.api import problems
 from cloud_api.api.deps import AppContext, openapi_auth
+from cloud_api.api.routes import alerts as alert_routes
 from cloud_api.api.routes import auth, chain, devices, events, health, ingest, provisioning
 from cloud_api.api.routes import compliance as compliance_routes
 from cloud_api.api.routes import reports as report_routes
 from cloud_api.api.routes import workflow as workflow_routes
 from cloud_api.auth.tokens import signing_key
 from cloud_api.compliance.workflow import ESCALATION_INTERVAL_S, EscalationWorker
+from cloud_api.console import routes as console_routes  # console (issue 7)
 from cloud_api.crypto_store import SecretBox
 from cloud_api.db import init_db, make_engine, make_sessionmaker
 from cloud_api.models import utcnow
@@ -124,5 +126,7 @@ def create_app(
     app.include_router(compliance_routes.router, prefix=API_PREFIX)
     app.include_router(workflow_routes.router, prefix=API_PREFIX)
     app.include_router(report_routes.router, prefix=API_PREFIX)
+    app.include_router(alert_routes.router, prefix=API_PREFIX)  # alerts (issue 7)
+    app.include_router(console_routes.router)  # console (issue 7): /console pages
     app.openapi = _openapi_with_ingest_batch(app)  # type: ignore[method-assign]
     return app

@@ -1,0 +1,1 @@
+"""Supervisor web console (issue 7): server-rendered pages under ``/console``."""

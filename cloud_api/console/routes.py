@@ -1,0 +1,490 @@
+"""The supervisor web console (issue 7): server-rendered pages under ``/console``.
+
+Pages are Jinja2 templates (``templates/``) with one small stylesheet and a little
+vanilla JavaScript; no single-page framework. The credential is the person's
+ordinary access token (``POST /api/v1/auth/token`` issues the same kind): the
+login form puts it in the ``patrol_access`` cookie (HttpOnly, SameSite=Strict,
+Secure over HTTPS), which the alert stream also reads. A bearer header works too
+(the role matrix and scripts use it).
+
+Authorisation is the API's: :func:`cloud_api.api.deps.require_roles` semantics
+(role may do this, else 403) and site scope (a site or item of another site is
+404, like a missing one). A browser (``Accept: text/html``) gets pages instead
+of problem+json: a missing or expired login redirects to the login form, a
+wrong role gets a refusal page naming the roles that may, a 404 a "not found"
+page. Anything else (scripts, tests) gets the API's problem+json.
+
+CSRF: forms posted with the cookie carry ``csrf`` = HMAC(token key, access
+token), so a token is bound to the login and needs no storage; the login form
+itself uses a double-submit cookie. Requests with a bearer header need none
+(a browser never adds that header on its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi import Path as PathParam
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cloud_api.alerts import service as alert_service
+from cloud_api.api.deps import MAX_DB_ID, AppContext, ContextDep, Principal, current_principal
+from cloud_api.api.problems import (
+    Problem,
+    bad_request,
+    conflict,
+    forbidden,
+    invalid,
+    not_found,
+    rate_limited,
+    unauthenticated,
+)
+from cloud_api.api.routes.alerts import ACCESS_COOKIE
+from cloud_api.auth.tokens import issue_token
+from cloud_api.auth.users import LockedOutError, LoginError, LoginPolicy, authenticate
+from cloud_api.compliance import workflow as wf
+from cloud_api.models import Alert, Deviation, Post, RectificationItem, Role, Site, User
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+LOGIN_CSRF_COOKIE = "patrol_login_csrf"
+"""Double-submit token of the login form (there is no session to bind it to yet)."""
+CONSOLE_ROLES = (Role.SUPERVISOR,)
+"""Who may use the console pages built so far (admins always)."""
+MAX_LIVE_ROWS = 200
+MAX_ITEM_ROWS = 200
+DbIdPath = Annotated[int, PathParam(ge=1, le=MAX_DB_ID)]
+
+
+# ---------------------------------------------------------------- credentials
+
+
+def wants_html(request: Request) -> bool:
+    """A browser navigation or form post (Accept names text/html), not a script."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The person behind a console request and how they proved it."""
+
+    principal: Principal
+    token: str
+    by_cookie: bool
+
+
+def _token_of(request: Request) -> tuple[str, bool]:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip(), False
+    return request.cookies.get(ACCESS_COOKIE, "").strip(), True
+
+
+def csrf_token(ctx: AppContext, access_token: str) -> str:
+    """The CSRF token of a login: HMAC of its access token under the server's token key."""
+    return hmac.new(ctx.token_key, b"csrf:" + access_token.encode(), hashlib.sha256).hexdigest()
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path
+    if request.method != "GET":
+        target = "/console/alerts"
+    return RedirectResponse(f"/console/login?next={quote(target, safe='')}", status_code=303)
+
+
+def _page_error(request: Request, problem: Problem, *, caller: Caller | None = None) -> Response:
+    """``problem`` as a page for a browser; re-raised as problem+json for anyone else."""
+    if not wants_html(request):
+        raise problem
+    if problem.status_code == 401:
+        return _login_redirect(request)
+    titles = {403: "Not allowed", 404: "Not found", 409: "Not possible now", 422: "Check input"}
+    return templates.TemplateResponse(
+        request,
+        "refused.html",
+        {
+            "title": titles.get(problem.status_code, "Error"),
+            "detail": problem.detail,
+            "status": problem.status_code,
+            "me": caller.principal if caller else None,
+            "csrf": csrf_token(request.app.state.ctx, caller.token) if caller else "",
+        },
+        status_code=problem.status_code,
+    )
+
+
+def authorise(request: Request, ctx: AppContext, roles: tuple[Role, ...]) -> Caller | Response:
+    """The caller if they hold one of ``roles`` (admin always), else the refusal for them."""
+    token, by_cookie = _token_of(request)
+    if not token:
+        return _page_error(request, unauthenticated("log in first (no access token)"))
+    try:
+        principal = current_principal(ctx, token)
+    except Problem as exc:
+        return _page_error(request, exc)
+    caller = Caller(principal, token, by_cookie)
+    allowed = {*roles, Role.ADMIN}
+    if principal.role not in allowed:
+        problem = forbidden(
+            f"role {principal.role.value} may not do this "
+            f"(allowed: {', '.join(sorted(r.value for r in allowed))})"
+        )
+        return _page_error(request, problem, caller=caller)
+    return caller
+
+
+def _csrf_refusal(ctx: AppContext, caller: Caller, submitted: str | None) -> Problem | None:
+    """400 for a cookie-authenticated form without this login's CSRF token, else None."""
+    if not caller.by_cookie:
+        return None
+    expected = csrf_token(ctx, caller.token)
+    if not submitted or not hmac.compare_digest(submitted, expected):
+        return bad_request("the form's CSRF token is missing or wrong: reload the page")
+    return None
+
+
+# ---------------------------------------------------------------- shared page data
+
+
+def _sites_of(session: Session, principal: Principal) -> list[Site]:
+    query = select(Site).order_by(Site.name)
+    if not principal.all_sites:
+        query = query.where(Site.id.in_(sorted(principal.site_ids)))
+    return list(session.scalars(query))
+
+
+def _alert_view(alert: Alert, site_names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "site_id": alert.site_id,
+        "site": site_names.get(alert.site_id, f"site {alert.site_id}"),
+        "device": f"{alert.device_id:08x}",
+        "trigger": alert.trigger,
+        "state": alert.state,
+        "level": alert.level,
+        "repeats": alert.repeats,
+        "created_at": _iso(alert.created_at),
+        "acknowledged_by": alert.acknowledged_by,
+        "acknowledged_at": _iso(alert.acknowledged_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _render(
+    request: Request, ctx: AppContext, caller: Caller, name: str, **values: Any
+) -> HTMLResponse:
+    with ctx.sessions() as session:
+        sites = _sites_of(session, caller.principal)
+    return templates.TemplateResponse(
+        request,
+        name,
+        {
+            "me": caller.principal,
+            "csrf": csrf_token(ctx, caller.token),
+            "nav_sites": [(s.id, s.name) for s in sites],
+            **values,
+        },
+    )
+
+
+# ---------------------------------------------------------------- login / logout
+
+
+def _safe_next(target: str | None) -> str:
+    """Only console paths: no open redirect to another host."""
+    if target and target.startswith("/console/") and not target.startswith("//"):
+        return target
+    return "/console/alerts"
+
+
+def _login_page(
+    request: Request, *, next_url: str, error: str | None, status: int = 200
+) -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = templates.TemplateResponse(
+        request,
+        "login.html",
+        {"next": next_url, "error": error, "login_csrf": token, "me": None},
+        status_code=status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/console/login",
+    )
+    return response
+
+
+@router.get("/login", summary="Console login form")
+def login_form(request: Request, next: str | None = None) -> HTMLResponse:
+    return _login_page(request, next_url=_safe_next(next), error=None)
+
+
+@router.post("/login", summary="Console login: sets the access-token cookie")
+def login(
+    request: Request,
+    ctx: ContextDep,
+    username: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/console/alerts",
+) -> Response:
+    """Check the password like ``POST /api/v1/auth/token`` and keep the token in a cookie."""
+    next_url = _safe_next(next)
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie, csrf):
+        return _login_page(
+            request,
+            next_url=next_url,
+            error="The login form expired. Please try again.",
+            status=400,
+        )
+    settings = ctx.settings
+    policy = LoginPolicy(settings.login_max_failures, settings.login_lockout_s)
+    now = ctx.clock()
+    failure: LoginError | None = None
+    with ctx.sessions() as session, session.begin():
+        try:
+            user = authenticate(
+                session, username=username, password=password, now=now, policy=policy
+            )
+            user_id, name, role = user.id, user.username, user.role
+        except LoginError as exc:
+            failure = exc  # the failure count is committed before answering
+    if failure is not None:
+        log.info("console: failed login for %s", username)
+        if not wants_html(request):
+            if isinstance(failure, LockedOutError):
+                raise rate_limited(str(failure), retry_after_s=failure.retry_after_s)
+            raise unauthenticated(str(failure))
+        status = 429 if isinstance(failure, LockedOutError) else 401
+        return _login_page(request, next_url=next_url, error=str(failure), status=status)
+    token, _ = issue_token(
+        ctx.token_key,
+        user_id=user_id,
+        username=name,
+        role=role,
+        now=now,
+        ttl_s=settings.access_token_ttl_s,
+    )
+    response = RedirectResponse(next_url, status_code=303)
+    response.set_cookie(
+        ACCESS_COOKIE,
+        token,
+        max_age=settings.access_token_ttl_s,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/console/login")
+    return response
+
+
+@router.post("/logout", summary="Console logout: clears the cookie")
+def logout(
+    request: Request,
+    ctx: ContextDep,
+    csrf: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Forget the cookie. With a cookie the form's CSRF token must match (no forced logouts)."""
+    token, by_cookie = _token_of(request)
+    if by_cookie and token and not hmac.compare_digest(csrf, csrf_token(ctx, token)):
+        raise bad_request("the form's CSRF token is missing or wrong: reload the page")
+    response = RedirectResponse("/console/login", status_code=303)
+    response.delete_cookie(ACCESS_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+# ---------------------------------------------------------------- alerts
+
+
+@router.get("/alerts", summary="Live alerts (SSE, sound, acknowledge)")
+def alerts_page(request: Request, ctx: ContextDep) -> Response:
+    """Unresolved alerts of the caller's sites, kept live by the alert stream."""
+    caller = authorise(request, ctx, CONSOLE_ROLES)
+    if isinstance(caller, Response):
+        return caller
+    with ctx.sessions() as session:
+        names = {s.id: s.name for s in _sites_of(session, caller.principal)}
+        query = (
+            select(Alert)
+            .where(Alert.state != alert_service.RESOLVED)
+            .order_by(Alert.id.desc())
+            .limit(MAX_LIVE_ROWS)
+        )
+        if not caller.principal.all_sites:
+            query = query.where(Alert.site_id.in_(sorted(caller.principal.site_ids)))
+        alerts = [_alert_view(a, names) for a in session.scalars(query)]
+    return _render(request, ctx, caller, "alerts.html", alerts=alerts, site_names=names)
+
+
+@router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert from the console")
+def acknowledge(
+    request: Request,
+    ctx: ContextDep,
+    alert_id: DbIdPath,
+    csrf: Annotated[str | None, Form(max_length=200)] = None,
+    note: Annotated[str | None, Form(max_length=alert_service.MAX_NOTE_CHARS)] = None,
+) -> Response:
+    """The alert service's acknowledge with the caller as the person (409 if not open)."""
+    caller = authorise(request, ctx, CONSOLE_ROLES)
+    if isinstance(caller, Response):
+        return caller
+    refusal = _csrf_refusal(ctx, caller, csrf)
+    if refusal is not None:
+        return _page_error(request, refusal, caller=caller)
+    principal = caller.principal
+    scope = None if principal.all_sites else principal.site_ids
+    try:
+        with ctx.sessions() as session, session.begin():
+            alert = alert_service.get_alert(session, alert_id, site_ids=scope)
+            payload = alert_service.acknowledge(
+                session,
+                alert,
+                person=principal.username,
+                note=note,
+                now=ctx.clock(),
+                influx=ctx.settings.influx_enabled,
+            )
+    except alert_service.AlertNotFound as exc:
+        return _page_error(request, not_found(str(exc)), caller=caller)
+    except alert_service.AlertConflict as exc:
+        return _page_error(request, conflict(str(exc)), caller=caller)
+    if "application/json" in request.headers.get("accept", ""):
+        return JSONResponse(payload)
+    return RedirectResponse("/console/alerts", status_code=303)
+
+
+# ---------------------------------------------------------------- sites and rectification
+
+
+def _item_views(session: Session, site_id: int) -> list[dict[str, Any]]:
+    rows = session.execute(
+        select(RectificationItem, Deviation, Post.name, User.username)
+        .join(Deviation, Deviation.id == RectificationItem.deviation_id)
+        .outerjoin(Post, Post.id == Deviation.post_id)
+        .outerjoin(User, User.id == RectificationItem.owner_id)
+        .where(
+            RectificationItem.site_id == site_id,
+            RectificationItem.status.in_((wf.Status.OPEN.value, wf.Status.IN_PROGRESS.value)),
+        )
+        .order_by(RectificationItem.due_at, RectificationItem.id)
+        .limit(MAX_ITEM_ROWS)
+    ).all()
+    return [
+        {
+            "id": item.id,
+            "status": item.status,
+            "severity": dev.severity,
+            "rule": dev.rule,
+            "detail": dev.detail,
+            "post": post_name,
+            "owner": owner,
+            "occurred_at": dev.occurred_at,
+            "due_at": item.due_at,
+            "overdue": item.overdue,
+            "level": item.escalation_level,
+        }
+        for item, dev, post_name, owner in rows
+    ]
+
+
+@router.get("/sites/{site_id}", summary="A site: live alerts and rectification items")
+def site_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
+    caller = authorise(request, ctx, CONSOLE_ROLES)
+    if isinstance(caller, Response):
+        return caller
+    if not caller.principal.may_see(site_id):
+        return _page_error(request, not_found(f"no site {site_id}"), caller=caller)
+    with ctx.sessions() as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            return _page_error(request, not_found(f"no site {site_id}"), caller=caller)
+        items = _item_views(session, site_id)
+        counts = wf.item_counts(session, site_id, now=ctx.clock())
+        live = session.execute(
+            select(func.count()).where(
+                Alert.site_id == site_id, Alert.state != alert_service.RESOLVED
+            )
+        ).scalar_one()
+        site_name = site.name
+    return _render(
+        request,
+        ctx,
+        caller,
+        "site.html",
+        site_id=site_id,
+        site_name=site_name,
+        items=items,
+        counts=counts,
+        live_alerts=live,
+        done=request.query_params.get("closed"),
+    )
+
+
+@router.post("/items/{item_id}/close", summary="Close a rectification item with a note")
+def close_item(
+    request: Request,
+    ctx: ContextDep,
+    item_id: DbIdPath,
+    csrf: Annotated[str | None, Form(max_length=200)] = None,
+    note: Annotated[str, Form(max_length=wf.MAX_NOTE_CHARS)] = "",
+) -> Response:
+    """Resolve the item through the workflow (an open item is started first), actor = caller."""
+    caller = authorise(request, ctx, CONSOLE_ROLES)
+    if isinstance(caller, Response):
+        return caller
+    refusal = _csrf_refusal(ctx, caller, csrf)
+    if refusal is not None:
+        return _page_error(request, refusal, caller=caller)
+    now = ctx.clock()
+    try:
+        with ctx.sessions() as session, session.begin():
+            item = session.get(RectificationItem, item_id)
+            if item is None or not caller.principal.may_see(item.site_id):
+                raise wf.NotFoundError(f"no rectification item {item_id}")
+            site_id = item.site_id
+            if not note.strip():
+                raise wf.InvalidInput("closing an item needs a note saying what was done")
+            if item.status == wf.Status.OPEN.value:
+                wf.transition(
+                    session, item_id, wf.Action.START, actor_id=caller.principal.user_id, now=now
+                )
+            wf.transition(
+                session,
+                item_id,
+                wf.Action.RESOLVE,
+                actor_id=caller.principal.user_id,
+                now=now,
+                note=note,
+            )
+            wf.flush_lines(session, now=now, enabled=ctx.settings.influx_enabled)
+    except wf.NotFoundError as exc:
+        return _page_error(request, not_found(str(exc)), caller=caller)
+    except wf.InvalidTransition as exc:
+        return _page_error(request, conflict(str(exc)), caller=caller)
+    except wf.WorkflowError as exc:
+        return _page_error(request, invalid(str(exc), location="body"), caller=caller)
+    return RedirectResponse(f"/console/sites/{site_id}?closed={item_id}", status_code=303)

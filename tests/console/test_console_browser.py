@@ -1,0 +1,154 @@
+"""The console in headless Chromium against the real app (uvicorn, SQLite).
+
+An SOS frame posted through the real ingest API (signed as the wearable signs it)
+appears in an open alerts page without a reload, with a beep; the supervisor
+acknowledges it there and the database records who. A rectification item is
+closed with a note through the compliance workflow. A technician gets a refusal
+page. Every page is saved at desktop and phone size into build/screenshots/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from consoletest import PASSWORD, SCREENSHOTS, Console, make_batch, sos_item
+from playwright.sync_api import Browser, Page, expect
+
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+WAIT_MS = 20_000
+"""Generous: two cores shared by many test runs."""
+
+
+@pytest.fixture(params=sorted(VIEWPORTS))
+def page(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport=VIEWPORTS[request.param],  # type: ignore[arg-type]
+        is_mobile=request.param == "phone",
+        has_touch=request.param == "phone",
+    )
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    opened.viewport_name = request.param  # type: ignore[attr-defined]
+    yield opened
+    context.close()  # closes the alert stream before the server stops
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}-{page.viewport_name}.png", full_page=True)  # type: ignore[attr-defined]
+
+
+def log_in(page: Page, console: Console, username: str, *, path: str = "/console/alerts") -> None:
+    page.goto(console.url + path)
+    expect(page).to_have_url(f"{console.url}/console/login?next={path.replace('/', '%2F')}")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(console.url + path)
+
+
+def post_sos(console: Console, seq: int) -> None:
+    response = httpx.post(
+        f"{console.url}/api/v1/ingest",
+        json=make_batch(sos_item(seq)),
+        headers={"Authorization": f"Bearer {console.api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["status"] == "accepted"
+
+
+def test_sos_appears_live_and_is_acknowledged(page: Page, console: Console) -> None:
+    page.goto(console.url + "/console/alerts")
+    shot(page, "login")
+    log_in(page, console, "sam")
+    expect(page.locator("#stream-status")).to_have_text("live")
+    expect(page.locator("#no-alerts")).to_be_visible()
+    shot(page, "alerts-empty")
+    page.evaluate("window.notReloaded = true")
+
+    post_sos(console, 1)
+
+    card = page.locator("#alert-1")
+    expect(card).to_be_visible()
+    expect(card.locator(".what")).to_have_text("SOS button · Harbour depot")
+    expect(card.locator(".state")).to_have_text("open")
+    assert page.evaluate("window.notReloaded") is True  # arrived over the stream
+    assert page.evaluate("window.consoleBeeps") == 1
+    expect(page.locator("#no-alerts")).to_be_hidden()
+    shot(page, "alerts-sos")
+
+    card.get_by_role("button", name="Acknowledge").click()
+    expect(card.locator(".state")).to_have_text("acknowledged")
+    expect(card).to_contain_text("acknowledged by sam")
+    expect(card.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    shot(page, "alerts-acknowledged")
+    assert console.rows("SELECT state, acknowledged_by FROM alerts") == [("acknowledged", "sam")]
+    actions = console.rows("SELECT action, actor FROM alert_log ORDER BY id")
+    assert actions == [("created", None), ("acknowledged", "sam")]
+
+    # A reload shows the same state, rendered by the server.
+    page.reload()
+    expect(page.locator("#alert-1 .state")).to_have_text("acknowledged")
+
+
+def test_close_a_rectification_item(page: Page, console: Console) -> None:
+    log_in(page, console, "sam", path=f"/console/sites/{console.site_a}")
+    item = page.locator(f"#item-{console.item_id}")
+    expect(item).to_contain_text("Round 02:00 at Main gate missed")
+    expect(item).to_contain_text("open")
+    shot(page, "site-items")
+
+    # The note is required: the browser refuses an empty one (required), the server too.
+    item.get_by_role("textbox").fill("Guard re-briefed; extra round walked 05:10.")
+    item.get_by_role("button", name="Close item").click()
+    expect(page.locator(".flash")).to_have_text(
+        f"Item {console.item_id} closed. It now waits for verification."
+    )
+    expect(page.locator(f"#item-{console.item_id}")).to_have_count(0)
+    expect(page.get_by_text("Nothing to work on at this site.")).to_be_visible()
+    shot(page, "site-item-closed")
+    assert console.rows(
+        "SELECT status, resolution_note, resolved_by FROM rectification_items WHERE id = :i",
+        i=console.item_id,
+    ) == [("resolved", "Guard re-briefed; extra round walked 05:10.", console.user_ids["sam"])]
+    history = console.rows(
+        "SELECT action, to_status, actor_id FROM rectification_events WHERE item_id = :i "
+        "ORDER BY id",
+        i=console.item_id,
+    )
+    sam = console.user_ids["sam"]
+    assert history == [
+        ("create", "open", None),
+        ("start", "in_progress", sam),
+        ("resolve", "resolved", sam),
+    ]
+
+
+def test_user_without_the_role_gets_a_refusal_page(page: Page, console: Console) -> None:
+    page.goto(console.url + "/console/alerts")
+    page.fill("#username", "tia")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Not allowed")
+    expect(page.locator(".refused")).to_contain_text(
+        "role technician may not do this (allowed: admin, supervisor)"
+    )
+    shot(page, "refused-technician")
+
+
+def test_wrong_password_and_other_site(page: Page, console: Console) -> None:
+    page.goto(console.url + "/console/alerts")
+    page.fill("#username", "sam")
+    page.fill("#password", "not the password")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_have_text("wrong username or password")
+    shot(page, "login-failed")
+    page.fill("#username", "olga")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.goto(f"{console.url}/console/sites/{console.site_a}")
+    expect(page.locator("h1")).to_have_text("Not found")
+    expect(page.locator(".refused")).to_contain_text(f"no site {console.site_a}")
