@@ -170,8 +170,13 @@ class Pipeline:
             queue_path=directory / "edge.sqlite3",
         )
         self.queue = EdgeQueue(settings.queue_path)
-        self.ingest = MqttIngest(settings, self.queue)
         self.forwarder = Forwarder(settings, self.queue, clock_synced=lambda: True)
+        # As EdgeAgent wires it: a commit wakes the forwarder (no wait for its interval).
+        self.ingest = MqttIngest(
+            settings,
+            self.queue,
+            on_committed=lambda result: self.forwarder.wake() if result.stored else None,
+        )
         self.ingest.start()
         self.forwarder.start()
         self.stream = Stream(self.url)
@@ -303,7 +308,7 @@ def main() -> None:
             report("idle", idle)
             sys.stdout.flush()
             rate = capacity(pipe, load, args.burst)
-            print(f"capacity (publish -> forwarded to cloud): {rate:,.0f} frames/s")
+            print(f"capacity (publish -> forwarded to cloud): {rate:,.0f} frames/s", flush=True)
             load.paced(rate / 2)
             time.sleep(2.0)
             started_sent, started = load.sent, time.perf_counter()

@@ -30,6 +30,7 @@ from edge_agent.broker import EmbeddedBroker
 from edge_agent.clock import ClockWatch
 from edge_agent.forwarder import CLOCK_CHECK_INTERVAL_S, Forwarder
 from edge_agent.health import Health, HealthMonitor, HealthReporter
+from edge_agent.local_alarm import LocalAlarm
 from edge_agent.metrics import AgentCollector, MetricsServer, forward_latency_histogram
 from edge_agent.mqtt_ingest import IngestStats, MqttIngest
 from edge_agent.queue import AppendResult, EdgeQueue, QueueStats
@@ -105,6 +106,7 @@ class EdgeAgent:
             on_committed=self._committed,
         )
         self.metrics_server: MetricsServer | None = None
+        self.local_alarm: LocalAlarm | None = None  # alerts (issue 7)
         self._stopped = threading.Event()
 
     @property
@@ -134,6 +136,10 @@ class EdgeAgent:
         if self.broker is not None and not self.wait_ready(_EMBEDDED_READY_TIMEOUT_S):
             raise RuntimeError("the agent did not subscribe on its embedded broker")
         self.reporter.start()
+        # alerts (issue 7): an SOS the cloud has not taken within 2 s is raised on the
+        # site broker's alarm topic for sirens/radios (edge_agent.local_alarm).
+        self.local_alarm = LocalAlarm.from_settings(settings, self.queue)
+        self.local_alarm.start()
         if settings.metrics_enabled:
             self._serve_metrics()
 
@@ -180,6 +186,8 @@ class EdgeAgent:
         if self.metrics_server is not None:
             self.metrics_server.stop()
         self.reporter.stop()
+        if self.local_alarm is not None:  # alerts (issue 7)
+            self.local_alarm.stop()
         if self.ingest is not None:
             self.ingest.stop()
         if self.ble is not None:
