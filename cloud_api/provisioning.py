@@ -732,6 +732,7 @@ def register_beacon(
     key_id: int = 1,
     checkpoint: Checkpoint | None = None,
     site: Site | None = None,
+    label: str | None = None,
     actor: Actor = SYSTEM,
 ) -> Device:
     """A BLE checkpoint beacon (16-byte key); links it to ``checkpoint`` when given."""
@@ -744,7 +745,7 @@ def register_beacon(
         key_id=key_id,
         key_bytes=BLE_KEY_BYTES,
         site=site,
-        label=None,
+        label=label,
         actor=actor,
     )
     if checkpoint is not None:

@@ -165,6 +165,7 @@ def _one(
                 key=key,
                 checkpoint=_checkpoint(session, site, row.get("checkpoint_id", "")),
                 site=site,
+                label=label,
                 actor=actor,
             )
         else:

@@ -641,6 +641,7 @@ def post_beacon(
             key_id=body.key_id,
             checkpoint=_checkpoint(session, site, body.checkpoint_id),
             site=site,
+            label=body.label,
             actor=actor_of(principal),
         )
     return KeyCreated(
