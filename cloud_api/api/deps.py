@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import Field
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.routing import BaseRoute
@@ -170,6 +171,13 @@ def visible_site(session: Session, principal: Principal, site_id: int) -> Site:
         raise not_found(f"no site {site_id}")
     return site
 
+
+MAX_DB_ID = 2**63 - 1
+"""Ids are signed 64-bit in both databases: a larger one is a 422, not a driver error."""
+DbId = Annotated[int, Field(ge=1, le=MAX_DB_ID)]
+"""Any id parameter: ``post_id: Annotated[DbId, Path()]`` or in a body model."""
+SiteIdPath = Annotated[int, Path(ge=1, le=MAX_DB_ID, description="The site's id.", examples=[1])]
+"""A site id in the path, bounded so the database never sees an out-of-range integer."""
 
 AdminDep = Annotated[Principal, Depends(require_roles(Role.ADMIN))]
 """Admins only (a logged-in admin or the admin token)."""

@@ -25,7 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger(__name__)
@@ -334,6 +334,27 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _out_of_range(request: Request, exc: Exception) -> JSONResponse:
+    """A request value the database cannot hold (an integer beyond 64 bits) is the client's.
+
+    Routes should bound their ids (``cloud_api.api.deps.DbId``); this is the net
+    under the ones that do not: PostgreSQL's numeric range error and SQLite's
+    OverflowError when binding.
+    """
+    log.warning(
+        "value out of range for the database in %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+    )
+    return problem_response(
+        422,
+        "a value in the request is out of range for the database (integers are 64-bit)",
+        problem_type=VALIDATION,
+        instance=_instance(request),
+    )
+
+
 async def _internal_problem(request: Request, exc: Exception) -> JSONResponse:
     incident = str(uuid.uuid4())
     log.error(
@@ -358,6 +379,8 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(DataError, _out_of_range)
+    app.add_exception_handler(OverflowError, _out_of_range)
     app.add_exception_handler(Exception, _internal_problem)
 
 
@@ -450,6 +473,8 @@ def patch_openapi(schema: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = operation["responses"]
             responses.setdefault("500", problem_responses(500)[500])
+            if "requestBody" in operation:  # FastAPI's answer to a body it cannot decode
+                responses.setdefault("400", problem_responses(400)[400])
             for code, response in responses.items():
                 if code[:1] in {"4", "5"}:
                     status = int(code)

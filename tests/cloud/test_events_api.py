@@ -36,6 +36,7 @@ from cloud_api.db import session_scope
 from cloud_api.models import (
     Device,
     DeviceKind,
+    Gateway,
     Guard,
     Role,
     Site,
@@ -43,7 +44,7 @@ from cloud_api.models import (
     UserSite,
     WearableAssignment,
 )
-from cloud_api.provisioning import create_gateway
+from cloud_api.provisioning import hash_api_key
 from patrol_protocol.frames import Boot, Heartbeat, Sos
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -302,7 +303,13 @@ def test_csv_export_defuses_formulas(make_world: Callable[..., World]) -> None:
     world = make_world()
     with session_scope(world.engine) as session:
         site = session.scalars(select(Site).where(Site.name == "Harbour depot")).one()
-        _, api_key = create_gateway(session, gateway_id="=HYPERLINK(1)", site=site)
+        # Provisioning refuses such a name today; rows stored earlier or by hand may hold one.
+        api_key = "pgw_formula_gateway_key"
+        session.add(
+            Gateway(
+                gateway_id="=HYPERLINK(1)", site_id=site.id, api_key_sha256=hash_api_key(api_key)
+            )
+        )
     batch = make_batch(frame_item(1, make_frame(Sos(trigger=1), seq=1)), gateway_id="=HYPERLINK(1)")
     assert world.ingest(batch, api_key=api_key).json()["results"][0]["status"] == "accepted"
     rows = list(
@@ -313,3 +320,20 @@ def test_csv_export_defuses_formulas(make_world: Callable[..., World]) -> None:
 
 def test_an_empty_export_is_just_the_header(ev: Events) -> None:
     assert ev.csv(device_id="0000a0ff").text == HEADER + "\r\n"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"site_id": str(2**63)}, "site_id"),
+        ({"cursor": "ZXYxOjk5OTk5OTk5OTk5OTk5OTk5OTk"}, "cursor"),  # ev1:9999999999999999999
+        ({"since": "9999-12-31T23:00:00-05:00"}, "since"),
+        ({"until": "0001-01-01T00:00:00+05:00"}, "until"),
+    ],
+)
+def test_values_the_database_cannot_hold_are_422(
+    ev: Events, params: dict[str, str], field: str
+) -> None:
+    response = ev.get(**params)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]

@@ -246,3 +246,15 @@ def test_openapi_documents_credentials_and_roles(world: World) -> None:
     )
     assert "security" not in spec["paths"]["/healthz"]["get"]
     assert spec["paths"]["/api/v1/ingest"]["post"]["security"] == [{"bearer": []}]
+
+
+def test_a_site_id_beyond_64_bits_is_422_not_a_driver_error(world: World) -> None:
+    response = world.client.get(f"/api/v1/sites/{2**63}/chain", headers=ADMIN)
+    assert problem(response)["errors"] == [
+        {
+            "in": "path",
+            "field": "site_id",
+            "detail": "Input should be less than or equal to 9223372036854775807",
+            "code": "less_than_equal",
+        }
+    ]

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from sqlalchemy.orm import Session
 
 from cloud_api import chain
-from cloud_api.api.deps import Principal, SessionDep, SiteReaderDep, visible_site
+from cloud_api.api.deps import Principal, SessionDep, SiteIdPath, SiteReaderDep, visible_site
 from cloud_api.api.problems import problem_responses
 
 router = APIRouter(tags=["chain"])
@@ -79,7 +79,7 @@ def _head_out(head: chain.Head) -> ChainHeadOut:
     summary="Read a site's chain head",
     responses=_ERRORS,
 )
-def chain_head(site_id: int, principal: SiteReaderDep, session: SessionDep) -> ChainHeadOut:
+def chain_head(site_id: SiteIdPath, principal: SiteReaderDep, session: SessionDep) -> ChainHeadOut:
     """The site's chain head: the value to publish outside the company.
 
     Readable by the site's supervisors and customers (who keep the published
@@ -110,7 +110,7 @@ def _verify(site_id: int, principal: Principal, session: Session) -> ChainVerifi
     responses=_ERRORS,
 )
 def verify_chain_get(
-    site_id: int, principal: SiteReaderDep, session: SessionDep
+    site_id: SiteIdPath, principal: SiteReaderDep, session: SessionDep
 ) -> ChainVerificationOut:
     """Recompute every link from genesis; report the first broken one.
 
@@ -127,7 +127,7 @@ def verify_chain_get(
     responses=_ERRORS,
 )
 def verify_chain_post(
-    site_id: int, principal: SiteReaderDep, session: SessionDep
+    site_id: SiteIdPath, principal: SiteReaderDep, session: SessionDep
 ) -> ChainVerificationOut:
     """Same as GET (for clients that treat a long recomputation as an action)."""
     return _verify(site_id, principal, session)

@@ -33,6 +33,7 @@ from sqlalchemy import ColumnElement, Row, Select, false, or_, select
 from sqlalchemy.orm import Session
 
 from cloud_api.api.deps import (
+    MAX_DB_ID,
     AppContext,
     ContextDep,
     EventReaderDep,
@@ -156,7 +157,8 @@ class EventFilters:
 
 def event_filters(
     site_id: Annotated[
-        int | None, Query(ge=1, description="Only this site's events.", examples=[1])
+        int | None,
+        Query(ge=1, le=MAX_DB_ID, description="Only this site's events.", examples=[1]),
     ] = None,
     device_id: Annotated[
         str | None,
@@ -188,6 +190,12 @@ def event_filters(
             wire_id = parse_device_id(device_id)
         except ProtocolError as exc:  # the pattern already holds; kept as the one parser
             raise invalid(str(exc), field="device_id") from exc
+    for name, value in (("since", since), ("until", until)):
+        try:
+            if value is not None:
+                value.astimezone(UTC)
+        except OverflowError as exc:  # 9999-12-31T23:00-05:00 is past year 9999 in UTC
+            raise invalid("outside the years 1..9999 in UTC", field=name) from exc
     if since is not None and until is not None and until <= since:
         raise invalid("until must be later than since", field="until")
     return EventFilters(site_id, wire_id, kind, since, until)
@@ -264,7 +272,7 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise invalid("cursor is not one this service issued", field="cursor") from exc
     number = raw.removeprefix(_CURSOR_PREFIX)
-    if not raw.startswith(_CURSOR_PREFIX) or not number.isdigit() or len(number) > 19:
+    if not raw.startswith(_CURSOR_PREFIX) or not number.isdigit() or int(number) > MAX_DB_ID:
         raise invalid("cursor is not one this service issued", field="cursor")
     return int(number)
 
