@@ -110,9 +110,7 @@ def highest_seqs(session: Session, device_ids: Iterable[int]) -> dict[int, int]:
     if not wanted:
         return {}
     rows = session.execute(
-        select(_states.c.device_id, _states.c.highest_seq).where(
-            _states.c.device_id.in_(wanted)
-        )
+        select(_states.c.device_id, _states.c.highest_seq).where(_states.c.device_id.in_(wanted))
     )
     return {int(r.device_id): int(r.highest_seq) for r in rows}
 
