@@ -66,9 +66,10 @@ def mid_step(offset_s: int, time_s: int) -> tuple[int, int]:
 
 def clock(world: World) -> tuple[int, int, int, int]:
     """(offset_ms, samples, highest_step, pending_count) of the test beacon."""
-    row = world.rows("SELECT offset_ms, samples, highest_step, pending_count FROM beacon_clocks")
-    assert len(row) == 1
-    return tuple(row[0])  # type: ignore[return-value]
+    rows = world.rows("SELECT offset_ms, samples, highest_step, pending_count FROM beacon_clocks")
+    assert len(rows) == 1
+    offset_ms, samples, highest_step, pending_count = rows[0]
+    return int(offset_ms), int(samples), int(highest_step), int(pending_count)
 
 
 def one(world: World, item: dict[str, Any]) -> dict[str, Any]:
