@@ -27,10 +27,11 @@ import hmac
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Form, Request
 from fastapi import Path as PathParam
@@ -140,9 +141,9 @@ def authorise(request: Request, ctx: AppContext, roles: tuple[Role, ...]) -> Cal
     caller = Caller(principal, token, by_cookie)
     allowed = {*roles, Role.ADMIN}
     if principal.role not in allowed:
+        names = " and ".join(f"{r.value}s" for r in sorted(allowed, key=lambda r: r.value))
         problem = forbidden(
-            f"role {principal.role.value} may not do this "
-            f"(allowed: {', '.join(sorted(r.value for r in allowed))})"
+            f"This page is for {names}. Your account has the role {principal.role.value}."
         )
         return _page_error(request, problem, caller=caller)
     return caller
@@ -168,7 +169,8 @@ def _sites_of(session: Session, principal: Principal) -> list[Site]:
     return list(session.scalars(query))
 
 
-def _alert_view(alert: Alert, site_names: dict[int, str]) -> dict[str, Any]:
+def _alert_view(alert: Alert, site_names: dict[int, str], zones: dict[int, str]) -> dict[str, Any]:
+    zone = zones.get(alert.site_id)
     return {
         "id": alert.id,
         "site_id": alert.site_id,
@@ -179,13 +181,33 @@ def _alert_view(alert: Alert, site_names: dict[int, str]) -> dict[str, Any]:
         "level": alert.level,
         "repeats": alert.repeats,
         "created_at": _iso(alert.created_at),
+        "created_local": local_time(alert.created_at, zone),
         "acknowledged_by": alert.acknowledged_by,
-        "acknowledged_at": _iso(alert.acknowledged_at),
+        "acknowledged_local": local_time(alert.acknowledged_at, zone),
     }
 
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
+
+
+def _zone(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_time(moment: datetime | None, zone: str | None = None) -> str:
+    """``25 Nov 05:01:00 CET``: the site's own clock, as a supervisor there reads it."""
+    if moment is None:
+        return ""
+    if moment.tzinfo is None:  # SQLite hands back naive UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(_zone(zone)).strftime("%d %b %H:%M:%S %Z")
+
+
+templates.env.filters["local_time"] = local_time
 
 
 def _render(
@@ -311,7 +333,8 @@ def logout(
     """Forget the cookie. With a cookie the form's CSRF token must match (no forced logouts)."""
     token, by_cookie = _token_of(request)
     if by_cookie and token and not hmac.compare_digest(csrf, csrf_token(ctx, token)):
-        raise bad_request("the form's CSRF token is missing or wrong: reload the page")
+        problem = bad_request("the form's CSRF token is missing or wrong: reload the page")
+        return _page_error(request, problem)
     response = RedirectResponse("/console/login", status_code=303)
     response.delete_cookie(ACCESS_COOKIE, path="/", httponly=True, samesite="strict")
     return response
@@ -327,7 +350,9 @@ def alerts_page(request: Request, ctx: ContextDep) -> Response:
     if isinstance(caller, Response):
         return caller
     with ctx.sessions() as session:
-        names = {s.id: s.name for s in _sites_of(session, caller.principal)}
+        sites = _sites_of(session, caller.principal)
+        names = {s.id: s.name for s in sites}
+        zones = {s.id: s.timezone for s in sites}
         query = (
             select(Alert)
             .where(Alert.state != alert_service.RESOLVED)
@@ -336,8 +361,10 @@ def alerts_page(request: Request, ctx: ContextDep) -> Response:
         )
         if not caller.principal.all_sites:
             query = query.where(Alert.site_id.in_(sorted(caller.principal.site_ids)))
-        alerts = [_alert_view(a, names) for a in session.scalars(query)]
-    return _render(request, ctx, caller, "alerts.html", alerts=alerts, site_names=names)
+        alerts = [_alert_view(a, names, zones) for a in session.scalars(query)]
+    return _render(
+        request, ctx, caller, "alerts.html", alerts=alerts, site_names=names, site_zones=zones
+    )
 
 
 @router.post("/alerts/{alert_id}/acknowledge", summary="Acknowledge an alert from the console")
@@ -429,7 +456,7 @@ def site_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
                 Alert.site_id == site_id, Alert.state != alert_service.RESOLVED
             )
         ).scalar_one()
-        site_name = site.name
+        site_name, site_zone = site.name, site.timezone
     return _render(
         request,
         ctx,
@@ -437,6 +464,7 @@ def site_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
         "site.html",
         site_id=site_id,
         site_name=site_name,
+        site_zone=site_zone,
         items=items,
         counts=counts,
         live_alerts=live,

@@ -306,6 +306,48 @@ def _alert_call(m: Matrix, json: Any = None) -> Call:
     return Call(path_params={"alert_id": alert_id}, json=json)
 
 
+def _console_login_call(m: Matrix) -> Call:
+    """console (issue 7): the login form with its double-submit CSRF cookie; ``next`` is the
+    (public) form again, so the followed redirect does not depend on the caller's header."""
+    token = f"csrf-{m.unique}"
+    return Call(
+        form={
+            "username": "supervisor",
+            "password": PASSWORD,
+            "csrf": token,
+            "next": "/console/login",
+        },
+        headers={"Cookie": f"patrol_login_csrf={token}"},
+    )
+
+
+def _console_item_call(m: Matrix) -> Call:
+    """console (issue 7): a fresh open rectification item of site A, closed with a note."""
+    from datetime import UTC, datetime
+
+    from cloud_api.compliance import workflow as wf
+    from cloud_api.compliance.types import Severity
+
+    now = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)
+    spec = wf.DeviationInput(
+        source=wf.Source.ROUND,
+        source_key=f"matrix-console:{m.unique}",
+        rule="round_missed",
+        severity=Severity.MINOR,
+        site_id=m.site_a,
+        post_id=None,
+        guard_id=None,
+        occurred_at=now,
+        detail="matrix",
+    )
+    with session_scope(m.world.engine) as session:
+        deviation_id, _ = wf.record_deviation(session, spec, scope_key="matrix-console", now=now)
+    item_id = m.world.scalar(
+        "SELECT id FROM rectification_items WHERE deviation_id = :d", d=deviation_id
+    )
+    return Call(path_params={"item_id": item_id}, form={"note": "fixed on site"})
+
+
 MATRIX: dict[tuple[str, str], Row] = {
     # health, the API description and login: public
     ("GET", "/healthz"): Row(public()),
@@ -548,6 +590,18 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/api/v1/alerts/{alert_id}/resolve"): Row(
         people(Role.SUPERVISOR), lambda m: _alert_call(m, json={"note": "false alarm"})
     ),
+    # console (issue 7, helper "console"): pages for supervisors and admins. Successful
+    # form posts answer 303 to a page (followed here); scripts get problem+json errors.
+    ("GET", "/console/login"): Row(public()),
+    ("POST", "/console/login"): Row(public(), _console_login_call),
+    ("POST", "/console/logout"): Row(public()),
+    ("GET", "/console/alerts"): Row(people(Role.SUPERVISOR, outsider=OK)),
+    ("POST", "/console/alerts/{alert_id}/acknowledge"): Row(
+        people(Role.SUPERVISOR),
+        lambda m: Call(path_params=_alert_call(m).path_params, form={"note": "on my way"}),
+    ),
+    ("GET", "/console/sites/{site_id}"): Row(people(Role.SUPERVISOR), _wf_site),
+    ("POST", "/console/items/{item_id}/close"): Row(people(Role.SUPERVISOR), _console_item_call),
 }
 
 # ---------------------------------------------------------------- machinery

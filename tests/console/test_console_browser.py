@@ -75,6 +75,8 @@ def test_sos_appears_live_and_is_acknowledged(page: Page, console: Console) -> N
     expect(card).to_be_visible()
     expect(card.locator(".what")).to_have_text("SOS button · Harbour depot")
     expect(card.locator(".state")).to_have_text("open")
+    # The alert's server time (04:01:00 UTC) on the site's clock (Europe/Berlin).
+    expect(card).to_contain_text("since 25 Nov 05:01:00 CET · wearable 0000a001")
     assert page.evaluate("window.notReloaded") is True  # arrived over the stream
     assert page.evaluate("window.consoleBeeps") == 1
     expect(page.locator("#no-alerts")).to_be_hidden()
@@ -82,7 +84,7 @@ def test_sos_appears_live_and_is_acknowledged(page: Page, console: Console) -> N
 
     card.get_by_role("button", name="Acknowledge").click()
     expect(card.locator(".state")).to_have_text("acknowledged")
-    expect(card).to_contain_text("acknowledged by sam")
+    expect(card).to_contain_text("acknowledged by sam at 25 Nov 05:01:00 CET")
     expect(card.get_by_role("button", name="Acknowledge")).to_have_count(0)
     shot(page, "alerts-acknowledged")
     assert console.rows("SELECT state, acknowledged_by FROM alerts") == [("acknowledged", "sam")]
@@ -99,6 +101,8 @@ def test_close_a_rectification_item(page: Page, console: Console) -> None:
     item = page.locator(f"#item-{console.item_id}")
     expect(item).to_contain_text("Round 02:00 at Main gate missed")
     expect(item).to_contain_text("open")
+    expect(item).to_contain_text("happened 25 Nov 05:01:00 CET")
+    expect(item).to_contain_text("due 26 Nov 05:01:00 CET")
     shot(page, "site-items")
 
     # The note is required: the browser refuses an empty one (required), the server too.
@@ -134,7 +138,7 @@ def test_user_without_the_role_gets_a_refusal_page(page: Page, console: Console)
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text("Not allowed")
     expect(page.locator(".refused")).to_contain_text(
-        "role technician may not do this (allowed: admin, supervisor)"
+        "This page is for admins and supervisors. Your account has the role technician."
     )
     shot(page, "refused-technician")
 
