@@ -36,7 +36,7 @@ class AlertSettings(BaseSettings):
     run_worker: bool = Field(
         default=True, description="run the escalation/webhook worker thread in this process"
     )
-    worker_poll_s: float = Field(default=0.5, gt=0, description="worker wake-up interval")
+    worker_poll_s: float = Field(default=1.0, gt=0, description="worker wake-up interval")
     webhook_timeout_s: float = Field(
         default=5.0, gt=0, description="one webhook attempt may take this long (then retried)"
     )

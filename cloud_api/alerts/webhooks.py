@@ -36,6 +36,7 @@ import httpx
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from cloud_api.alerts import mqtt_out
 from cloud_api.crypto_store import SecretBox
 from cloud_api.models import (
     Alert,
@@ -85,9 +86,11 @@ def add_target(
     min_level: int = 0,
 ) -> AlertWebhookTarget:
     """Register a webhook target (``site`` None: every site); the secret is encrypted."""
-    if not url.startswith(("http://", "https://")):
-        raise ValueError("webhook url must be http:// or https://")
-    if len(secret) < 16:
+    if url.startswith("mqtt://"):
+        mqtt_out.parse(url)  # ValueError for a malformed one
+    elif not url.startswith(("http://", "https://")):
+        raise ValueError("webhook url must be http://, https:// or mqtt://")
+    if len(secret) < 16 and not url.startswith("mqtt://"):
         raise ValueError("webhook secret must be at least 16 bytes")
     target = AlertWebhookTarget(
         name=name,
@@ -204,8 +207,16 @@ class Outcome:
 
 
 def send(client: httpx.Client, item: Claimed, *, now_s: Callable[[], float]) -> Outcome:
-    """POST one signed delivery (outside any transaction)."""
+    """POST one signed delivery (outside any transaction); mqtt:// targets are published."""
     body = item.body.encode()
+    if item.url.startswith("mqtt://"):
+        started = time.monotonic()
+        try:
+            mqtt_out.publish(item.url, item.secret, body, timeout_s=client.timeout.read or 5.0)
+        except (mqtt_out.MqttTargetError, OSError, ValueError) as exc:
+            error = str(exc)[:MAX_ERROR_CHARS]
+            return Outcome(None, error, int((time.monotonic() - started) * 1000))
+        return Outcome(200, None, int((time.monotonic() - started) * 1000))
     timestamp = int(now_s())
     headers = {
         "Content-Type": "application/json",

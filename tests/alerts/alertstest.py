@@ -31,7 +31,9 @@ from sqlalchemy import Engine, select, text
 from cloud_api.auth.tokens import issue_token, signing_key
 from cloud_api.auth.users import create_user
 from cloud_api.db import session_scope
-from cloud_api.models import Role, Site
+from cloud_api.models import Role
+from cloud_api.models import Site as SiteRow
+from cloud_api.settings import Settings
 from patrol_protocol.frames import Sos
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "SERVER_NOW",
     "Clock",
     "People",
+    "Site",
     "frame_item",
     "make_batch",
     "make_frame",
@@ -82,8 +85,8 @@ class People:
 def people(engine: Engine) -> People:
     key = signing_key(SERVER_KEY)
     with session_scope(engine) as session:
-        site_a = session.scalars(select(Site).where(Site.name == "Harbour depot")).one()
-        site_b = session.scalars(select(Site).where(Site.name == "Other site")).one()
+        site_a = session.scalars(select(SiteRow).where(SiteRow.name == "Harbour depot")).one()
+        site_b = session.scalars(select(SiteRow).where(SiteRow.name == "Other site")).one()
         out = People(site_a.id, site_b.id)
         for name, role, site in [
             ("sam", Role.SUPERVISOR, site_a),
@@ -116,3 +119,15 @@ def ingest(client: TestClient, api_key: str, *items: dict[str, Any]) -> list[dic
 def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(text(sql), params).all())
+
+
+@dataclass
+class Site:
+    """The app (TestClient, lifespan run), its database, the gateway key, people, clock."""
+
+    client: TestClient
+    engine: Engine
+    settings: Settings
+    api_key: str
+    people: People
+    clock: Clock

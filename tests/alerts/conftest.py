@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from alertstest import Clock, People, make_settings, people, provision
+from alertstest import Clock, Site, make_settings, people, provision
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 
 from cloud_api.alerts.settings import get_alert_settings
 from cloud_api.app import create_app
 from cloud_api.db import make_engine
-from cloud_api.settings import Settings
-
-
-@dataclass
-class Site:
-    """The app (TestClient, lifespan run), its database, the gateway key, people, clock."""
-
-    client: TestClient
-    engine: Engine
-    settings: Settings
-    api_key: str
-    people: People
-    clock: Clock
 
 
 @pytest.fixture(autouse=True)

@@ -17,8 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from alertstest import frame_item, ingest, make_frame, rows, sos_item
-from conftest import Site
+from alertstest import Site, frame_item, ingest, make_frame, rows, sos_item
 
 from cloud_api.alerts import service, webhooks
 from cloud_api.alerts.settings import AlertSettings
@@ -276,3 +275,67 @@ def test_webhooks_signed_retried_logged_nothing_lost(
         worker.stop()
     events = [json.loads(r.body)["action"] for r in targets["works"].received]
     assert events == ["created", "escalated", "escalated"]
+
+
+@pytest.mark.mosquitto
+def test_mqtt_target_on_the_real_broker(site: Site, mqtt_broker: Any) -> None:
+    """An mqtt:// target (site siren topic): published QoS 1; a dead broker is retried."""
+    import queue as queue_mod
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from ssetest import free_port
+
+    user = mqtt_broker.gateway_user
+    password = mqtt_broker.credentials[user].encode()
+    topic = f"patrol/v1/site/{site.people.site_a}/alert"
+    box = SecretBox(site.settings.server_key_bytes())
+    with session_scope(site.engine) as session:
+        webhooks.add_target(
+            session,
+            box=box,
+            name="siren",
+            url=f"mqtt://{user}@{mqtt_broker.host}:{mqtt_broker.port}/{topic}",
+            secret=password,
+        )
+        webhooks.add_target(
+            session,
+            box=box,
+            name="dead-broker",
+            url=f"mqtt://{user}@127.0.0.1:{free_port()}/{topic}",
+            secret=password,
+        )
+    heard: queue_mod.Queue[dict[str, Any]] = queue_mod.Queue()
+    subscribed: queue_mod.Queue[int] = queue_mod.Queue()
+    siren = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="siren-cloud-test")
+    siren.username_pw_set(user, password.decode())
+    siren.on_message = lambda _c, _u, msg: heard.put(json.loads(msg.payload))
+    siren.on_subscribe = lambda *_a: subscribed.put(1)
+    siren.connect(mqtt_broker.host, mqtt_broker.port)
+    siren.loop_start()
+    worker = worker_for(site, webhook_timeout_s=10.0)
+    try:
+        siren.subscribe(topic, qos=1)
+        subscribed.get(timeout=30)
+        ingest(site.client, site.api_key, sos_item(1, trigger=2))
+        assert worker.run_once() == (0, 2)
+        alert = heard.get(timeout=30)
+        assert (alert["action"], alert["trigger"], alert["device"]) == (
+            "created",
+            "man_down",
+            "0000a001",
+        )
+    finally:
+        worker.stop()
+        siren.disconnect()
+        siren.loop_stop()
+    attempts = rows(
+        site.engine,
+        "SELECT t.name, a.status, d.delivered_at IS NOT NULL FROM alert_webhook_attempts a "
+        "JOIN alert_webhook_deliveries d ON d.id = a.delivery_id "
+        "JOIN alert_webhook_targets t ON t.id = d.target_id ORDER BY t.name",
+    )
+    assert [(name, status, bool(done)) for name, status, done in attempts] == [
+        ("dead-broker", None, False),
+        ("siren", 200, True),
+    ]

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alertstest import ingest, rows, sos_item
-from conftest import Site
+from alertstest import Site, ingest, rows, sos_item
 
 from cloud_api.api import problems
 
