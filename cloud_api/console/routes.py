@@ -55,8 +55,22 @@ from cloud_api.api.problems import (
 from cloud_api.api.routes.alerts import ACCESS_COOKIE
 from cloud_api.auth.tokens import issue_token
 from cloud_api.auth.users import LockedOutError, LoginError, LoginPolicy, authenticate
+from cloud_api.compliance import store as compliance_store
 from cloud_api.compliance import workflow as wf
-from cloud_api.models import Alert, Deviation, Post, RectificationItem, Role, Site, User
+from cloud_api.compliance.engine import score_shift
+from cloud_api.compliance.targets import expected_rounds
+from cloud_api.models import (
+    Alert,
+    Checkpoint,
+    ComplianceShift,
+    Deviation,
+    Guard,
+    Post,
+    RectificationItem,
+    Role,
+    Site,
+    User,
+)
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +471,12 @@ def site_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
             )
         ).scalar_one()
         site_name, site_zone = site.name, site.timezone
+        posts = [
+            (p.id, p.name)
+            for p in session.scalars(
+                select(Post).where(Post.site_id == site_id).order_by(Post.name)
+            )
+        ]
     return _render(
         request,
         ctx,
@@ -465,6 +485,7 @@ def site_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
         site_id=site_id,
         site_name=site_name,
         site_zone=site_zone,
+        posts=posts,
         items=items,
         counts=counts,
         live_alerts=live,
@@ -516,3 +537,102 @@ def close_item(
     except wf.WorkflowError as exc:
         return _page_error(request, invalid(str(exc), location="body"), caller=caller)
     return RedirectResponse(f"/console/sites/{site_id}?closed={item_id}", status_code=303)
+
+
+# ---------------------------------------------------------------- posts: the current shift
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def shift_view(session: Session, post: Post, *, now: datetime) -> dict[str, Any] | None:
+    """The post's shift running at ``now``, scored live by the compliance engine, or None.
+
+    Rounds whose window has closed are counted (completed, partial, missed; late and
+    missed checkpoints named); the next due round is the first whose window is still
+    open. The same engine and inputs as the stored scores, so the page agrees with them.
+    """
+    row = session.scalars(
+        select(ComplianceShift)
+        .where(
+            ComplianceShift.post_id == post.id,
+            ComplianceShift.cancelled_at.is_(None),
+            ComplianceShift.start_at <= now,
+            ComplianceShift.end_at > now,
+        )
+        .order_by(ComplianceShift.start_at.desc(), ComplianceShift.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    data = compliance_store.load_input(session, row, compliance_store.default_hooks())
+    score = score_shift(data, as_of=now)
+    names = {
+        cp.id: cp.name
+        for cp in session.scalars(select(Checkpoint).where(Checkpoint.post_id == post.id))
+    }
+    plan_names = {p.plan_id: p.name for p in data.targets.plans}
+    rounds: list[dict[str, Any]] = [
+        {
+            "plan": plan_names.get(r.plan_id, f"plan {r.plan_id}"),
+            "number": r.index + 1,
+            "start": r.start,
+            "status": r.status,
+            "late": [names.get(c, f"checkpoint {c}") for c in r.late],
+            "missed": [names.get(c, f"checkpoint {c}") for c in r.missed],
+        }
+        for r in sorted(score.rounds, key=lambda r: (r.start, r.plan_id))
+    ]
+    upcoming = sorted(
+        (slot.start, slot.due, plan_names.get(slot.plan_id, ""), slot.index + 1)
+        for plan in data.targets.plans
+        for slot in expected_rounds(plan, data.targets.timezone, data.shift.start, data.shift.end)
+        if _aware(slot.closes) > now
+    )
+    guard = session.get(Guard, row.guard_id)
+    return {
+        "guard": guard.name if guard is not None else f"guard {row.guard_id}",
+        "device": f"{row.device_id:08x}",
+        "start": _aware(row.start_at),
+        "end": _aware(row.end_at),
+        "score": score.score,
+        "done": score.rounds_with("completed"),
+        "counted": len(rounds),
+        "pending": score.pending_rounds,
+        "late_checkpoints": sum(len(r.late) for r in score.rounds),
+        "rounds": rounds,
+        "next": (
+            {
+                "start": upcoming[0][0],
+                "due": upcoming[0][1],
+                "plan": upcoming[0][2],
+                "number": upcoming[0][3],
+            }
+            if upcoming
+            else None
+        ),
+        "equipment": score.equipment_readiness,
+    }
+
+
+@router.get("/posts/{post_id}", summary="A post's current shift: rounds, next due, late")
+def post_page(request: Request, ctx: ContextDep, post_id: DbIdPath) -> Response:
+    caller = authorise(request, ctx, CONSOLE_ROLES)
+    if isinstance(caller, Response):
+        return caller
+    now = ctx.clock()
+    with ctx.sessions() as session:
+        post = session.get(Post, post_id)
+        if post is None or not caller.principal.may_see(post.site_id):
+            return _page_error(request, not_found(f"no post {post_id}"), caller=caller)
+        site = session.get(Site, post.site_id)
+        assert site is not None
+        shift = shift_view(session, post, now=now)
+        values = {
+            "post_name": post.name,
+            "site_id": site.id,
+            "site_name": site.name,
+            "site_zone": site.timezone,
+        }
+    return _render(request, ctx, caller, "post.html", shift=shift, now=now, **values)

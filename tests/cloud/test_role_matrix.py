@@ -601,6 +601,16 @@ MATRIX: dict[tuple[str, str], Row] = {
         lambda m: Call(path_params=_alert_call(m).path_params, form={"note": "on my way"}),
     ),
     ("GET", "/console/sites/{site_id}"): Row(people(Role.SUPERVISOR), _wf_site),
+    ("GET", "/console/posts/{post_id}"): Row(
+        people(Role.SUPERVISOR),
+        lambda m: Call(
+            path_params={
+                "post_id": m.world.scalar(
+                    "SELECT min(id) FROM posts WHERE site_id = :s", s=m.site_a
+                )
+            }
+        ),
+    ),
     ("POST", "/console/items/{item_id}/close"): Row(people(Role.SUPERVISOR), _console_item_call),
 }
 

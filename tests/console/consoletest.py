@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +22,16 @@ from sqlalchemy import Engine, select, text
 from cloud_api.app import create_app
 from cloud_api.auth.users import create_user
 from cloud_api.compliance import workflow as wf
+from cloud_api.compliance.store import create_shift
 from cloud_api.compliance.types import Severity
 from cloud_api.db import make_engine, session_scope
-from cloud_api.models import Post, Role, Site
+from cloud_api.models import Checkpoint, CompliancePlan, ComplianceTargets, Guard, Post, Role, Site
 from cloud_api.server import ServerThread
 
 __all__ = ["PASSWORD", "Console", "make_batch", "sos_item", "start_console"]
 
 PASSWORD = "console test password 2026"
+SHIFT_START = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 02:00 in Berlin
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 """Where the browser tests save each page (build/ is gitignored)."""
 
@@ -50,6 +53,7 @@ class Console:
     site_a: int
     site_b: int
     item_id: int
+    post_id: int
     user_ids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -105,7 +109,38 @@ def start_console(db_path: Path) -> Console:
         item_id = session.execute(
             text("SELECT id FROM rectification_items WHERE deviation_id = :d"), {"d": deviation_id}
         ).scalar_one()
-        ids = (site_a.id, site_b.id)
+        # A shift running at the server's time (04:01 UTC), hourly rounds of three checkpoints.
+        checkpoints = list(
+            session.scalars(
+                select(Checkpoint.id).where(Checkpoint.post_id == post.id).order_by(Checkpoint.id)
+            )
+        )[:3]
+        session.add(ComplianceTargets(post_id=post.id, equipment=[]))
+        session.add(
+            CompliancePlan(
+                post_id=post.id,
+                name="night",
+                checkpoints=checkpoints,
+                ordered=False,
+                schedule_kind="interval",
+                interval_s=3600,
+                round_duration_s=1200,
+                grace_s=300,
+                windows=[{"weekdays": list(range(7)), "start": "00:00", "end": "00:00"}],
+            )
+        )
+        guard = Guard(site_id=site_a.id, name="Night guard")
+        session.add(guard)
+        session.flush()
+        create_shift(
+            session,
+            post_id=post.id,
+            guard_id=guard.id,
+            device_id=0x0000A001,
+            start=SHIFT_START,
+            end=SHIFT_START + timedelta(hours=6),
+        )
+        ids = (site_a.id, site_b.id, post.id)
     server = ServerThread(app, free_port(), timeout_graceful_shutdown=5)
     server.start()
-    return Console(server, engine, api_key, ids[0], ids[1], int(item_id), user_ids)
+    return Console(server, engine, api_key, ids[0], ids[1], int(item_id), ids[2], user_ids)

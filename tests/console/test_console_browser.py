@@ -156,3 +156,27 @@ def test_wrong_password_and_other_site(page: Page, console: Console) -> None:
     page.goto(f"{console.url}/console/sites/{console.site_a}")
     expect(page.locator("h1")).to_have_text("Not found")
     expect(page.locator(".refused")).to_contain_text(f"no site {console.site_a}")
+
+
+def test_post_page_shows_the_current_shift(page: Page, console: Console) -> None:
+    log_in(page, console, "sam", path=f"/console/posts/{console.post_id}")
+    expect(page.locator("h1")).to_have_text("Main gate")
+    main = page.locator("main")
+    expect(main).to_contain_text(
+        "Night guard · wearable 0000a001 · shift 25 Nov 02:00:00 CET to 25 Nov 08:00:00 CET"
+    )
+    # 04:01 UTC: rounds 1-3 (02:00, 03:00, 04:00 CET) have closed untouched, 3 are to come.
+    expect(page.locator(".counts div").nth(0)).to_have_text("0 / 3rounds done so far")
+    expect(page.locator(".counts div").nth(1)).to_have_text("3rounds still to come")
+    expect(page.locator("#next-due")).to_have_text(
+        "night round 4: starts 25 Nov 05:00:00 CET, on time until 25 Nov 05:20:00 CET"
+    )
+    expect(page.locator(".round.missed")).to_have_count(3)
+    latest = page.locator(".round").first
+    expect(latest).to_contain_text("night round 3 · 25 Nov 04:00:00 CET · missed")
+    expect(latest).to_contain_text("Missed: North door, Loading bay, Fence corner")
+    shot(page, "post-shift")
+    # The site page links its posts.
+    page.goto(f"{console.url}/console/sites/{console.site_a}")
+    page.get_by_role("link", name="Main gate").click()
+    expect(page).to_have_url(f"{console.url}/console/posts/{console.post_id}")
