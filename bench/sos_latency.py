@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import multiprocessing
 import queue
@@ -131,7 +132,14 @@ class Stream:
         if not self.ready.wait(30):
             raise RuntimeError("SSE stream did not open")
 
+    def close(self) -> None:
+        self._client.close()
+
     def _run(self) -> None:
+        with contextlib.suppress(httpx.HTTPError):  # closed by close()
+            self._read()
+
+    def _read(self) -> None:
         with self._client.stream("GET", "/api/v1/alerts/stream") as response:
             for line in response.iter_lines():
                 if line.startswith(": connected"):
@@ -206,8 +214,12 @@ class Pipeline:
         self.forwarder.stop()
         self.ingest.stop()
         self.queue.close()
+        self.stream.close()  # uvicorn's graceful shutdown waits for open streams
         self.cloud.terminate()
         self.cloud.join(10)
+        if self.cloud.is_alive():
+            self.cloud.kill()
+            self.cloud.join(10)
         self.broker.terminate()
         self.broker.wait(10)
 
