@@ -252,13 +252,19 @@ def _safe_next(target: str | None) -> str:
 
 
 def _login_page(
-    request: Request, *, next_url: str, error: str | None, status: int = 200
+    request: Request, *, next_url: str, error: str | None, status: int = 200, username: str = ""
 ) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
     response = templates.TemplateResponse(
         request,
         "login.html",
-        {"next": next_url, "error": error, "login_csrf": token, "me": None},
+        {
+            "next": next_url,
+            "error": error,
+            "login_csrf": token,
+            "me": None,
+            "username": username,
+        },
         status_code=status,
     )
     response.set_cookie(
@@ -293,7 +299,7 @@ def login(
         return _login_page(
             request,
             next_url=next_url,
-            error="The login form expired. Please try again.",
+            error="The login form expired; please try again",
             status=400,
         )
     settings = ctx.settings
@@ -315,7 +321,9 @@ def login(
                 raise rate_limited(str(failure), retry_after_s=failure.retry_after_s)
             raise unauthenticated(str(failure))
         status = 429 if isinstance(failure, LockedOutError) else 401
-        return _login_page(request, next_url=next_url, error=str(failure), status=status)
+        return _login_page(
+            request, next_url=next_url, error=str(failure), status=status, username=username
+        )
     token, _ = issue_token(
         ctx.token_key,
         user_id=user_id,

@@ -81,7 +81,7 @@ def test_login_form_needs_its_csrf_cookie_and_never_redirects_off_site(console: 
             headers=HTML,
         )
         assert forged.status_code == 400
-        assert "The login form expired. Please try again." in forged.text
+        assert "The login form expired; please try again." in forged.text
         assert "patrol_access" not in forged.headers.get("set-cookie", "")
         for target in ("https://evil.example/", "//evil.example/console/", "/api/v1/alerts"):
             assert _log_in(client, "sam", next_url=target) == "/console/alerts"
@@ -131,7 +131,7 @@ def test_scripts_get_problem_json(console: Console) -> None:
         assert anonymous.json()["detail"] == "log in first (no access token)"
         forged = client.post("/console/login", data={"username": "a", "password": "b"})
         assert forged.status_code == 400  # no login CSRF cookie: the form again, with why
-        assert "The login form expired. Please try again." in forged.text
+        assert "The login form expired; please try again." in forged.text
         ack = client.post("/console/alerts/1/acknowledge", headers={"Authorization": "Bearer x"})
         assert ack.status_code == 401
         assert ack.headers["content-type"] == "application/problem+json"
