@@ -29,7 +29,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -58,6 +58,10 @@ from cloud_api.auth.users import LockedOutError, LoginError, LoginPolicy, authen
 from cloud_api.compliance import store as compliance_store
 from cloud_api.compliance import workflow as wf
 from cloud_api.compliance.engine import score_shift
+from cloud_api.compliance.report.csv import render_csv
+from cloud_api.compliance.report.data import collect
+from cloud_api.compliance.report.pdf import render_pdf
+from cloud_api.compliance.report.period import Month, PeriodError, site_zone
 from cloud_api.compliance.targets import expected_rounds
 from cloud_api.models import (
     Alert,
@@ -478,7 +482,7 @@ def site_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
                 Alert.site_id == site_id, Alert.state != alert_service.RESOLVED
             )
         ).scalar_one()
-        site_name, site_zone = site.name, site.timezone
+        site_name, site_zone_name = site.name, site.timezone
         posts = [
             (p.id, p.name)
             for p in session.scalars(
@@ -492,12 +496,13 @@ def site_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
         "site.html",
         site_id=site_id,
         site_name=site_name,
-        site_zone=site_zone,
+        site_zone=site_zone_name,
         posts=posts,
         items=items,
         counts=counts,
         live_alerts=live,
         done=request.query_params.get("closed"),
+        report_month=str(Month.containing(ctx.clock(), site_zone(site_zone_name))),
     )
 
 
@@ -644,3 +649,42 @@ def post_page(request: Request, ctx: ContextDep, post_id: DbIdPath) -> Response:
             "site_zone": site.timezone,
         }
     return _render(request, ctx, caller, "post.html", shift=shift, now=now, **values)
+
+
+# ---------------------------------------------------------------- the monthly report
+
+
+@router.get("/sites/{site_id}/reports/{month}.{fmt}", summary="Download the monthly report")
+def report_download(
+    request: Request,
+    ctx: ContextDep,
+    site_id: DbIdPath,
+    month: Annotated[str, PathParam(pattern=r"^\d{4}-\d{2}$")],
+    fmt: Annotated[Literal["pdf", "csv"], PathParam()],
+) -> Response:
+    """The same report as ``GET /api/v1/sites/{id}/reports/{month}.{fmt}``, with the cookie."""
+    caller = authorise(request, ctx, CONSOLE_ROLES)
+    if isinstance(caller, Response):
+        return caller
+    if not caller.principal.may_see(site_id):
+        return _page_error(request, not_found(f"no site {site_id}"), caller=caller)
+    with ctx.sessions() as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            return _page_error(request, not_found(f"no site {site_id}"), caller=caller)
+        try:
+            chosen = Month.parse(month)
+        except PeriodError as exc:
+            return _page_error(request, invalid(str(exc), field="month"), caller=caller)
+        report = collect(session, site_id=site.id, month=chosen, now=ctx.clock())
+    name = f"site-{site_id}-{chosen}"
+    body, media = (
+        (render_pdf(report), "application/pdf")
+        if fmt == "pdf"
+        else (render_csv(report), "text/csv; charset=utf-8")
+    )
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    )

@@ -135,3 +135,23 @@ def test_scripts_get_problem_json(console: Console) -> None:
         ack = client.post("/console/alerts/1/acknowledge", headers={"Authorization": "Bearer x"})
         assert ack.status_code == 401
         assert ack.headers["content-type"] == "application/problem+json"
+
+
+def test_monthly_report_download_with_the_cookie(console: Console) -> None:
+    with httpx.Client(base_url=console.url, timeout=120) as client:
+        _log_in(client, "sam")
+        page = client.get(f"/console/sites/{console.site_a}", headers=HTML).text
+        pdf_link = f"/console/sites/{console.site_a}/reports/2026-11.pdf"
+        assert f'href="{pdf_link}"' in page
+        pdf = client.get(pdf_link)
+        assert pdf.status_code == 200
+        assert pdf.headers["content-type"] == "application/pdf"
+        assert pdf.headers["content-disposition"] == (
+            f'attachment; filename="site-{console.site_a}-2026-11.pdf"'
+        )
+        assert pdf.content.startswith(b"%PDF-")
+        csv = client.get(f"/console/sites/{console.site_a}/reports/2026-11.csv")
+        assert (csv.status_code, csv.headers["content-type"]) == (200, "text/csv; charset=utf-8")
+        other = client.get(f"/console/sites/{console.site_b}/reports/2026-11.csv", headers=HTML)
+        assert other.status_code == 404
+        assert f"no site {console.site_b}" in other.text
