@@ -13,9 +13,25 @@ import logging
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from cloud_api.app import create_app
-from cloud_api.settings import get_settings
+from cloud_api.settings import Settings, get_settings
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or exit 2 naming each bad ``PATROL_CLOUD_*`` variable.
+
+    Only the variable and the reason are printed: pydantic's own message quotes
+    the offending value, which for ``server_key`` would be a secret.
+    """
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "PATROL_CLOUD_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"patrol-cloud: {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def main() -> None:
@@ -28,8 +44,14 @@ def main() -> None:
         from cloud_api.compliance.cli import main as compliance_main
 
         raise SystemExit(compliance_main(sys.argv[2:]))
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
+    if sys.argv[1:]:
+        print(f"patrol-cloud: unknown command {sys.argv[1]!r} (try --help)", file=sys.stderr)
+        raise SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    settings = get_settings()
+    settings = settings_or_exit()
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
 
 
