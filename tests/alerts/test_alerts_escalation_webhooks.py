@@ -89,10 +89,10 @@ def test_acknowledged_alert_does_not_escalate(site: Site) -> None:
     assert rows(site.engine, "SELECT level, state FROM alerts") == [(0, "acknowledged")]
 
 
+# SKIP LOCKED between processes is a PostgreSQL property: PostgreSQL only.
 @pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_workers_never_escalate_one_alert_twice(site: Site) -> None:
-    if site.engine.dialect.name != "postgresql":
-        pytest.skip("SKIP LOCKED between processes is a PostgreSQL property")
     box = SecretBox(site.settings.server_key_bytes())
     with session_scope(site.engine) as session:
         site_a = session.get(SiteRow, site.people.site_a)

@@ -36,12 +36,12 @@ def _client(broker: Any, client_id: str) -> mqtt.Client:
     return client
 
 
+# The edge side does not depend on the cloud's database: SQLite only.
 @pytest.mark.mosquitto
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_sos_raised_locally_while_uplink_down_then_delivered_once(
     mqtt_broker: Any, db_url: str, tmp_path: Path
 ) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("the edge side does not depend on the cloud's database")
     cloud_settings = make_settings(db_url)
     engine = make_engine(db_url)
     app = create_app(cloud_settings)

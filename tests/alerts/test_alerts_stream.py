@@ -106,8 +106,6 @@ def _start(db_url: str, port: int, log_path: Path) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def two_processes(db_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str, str]]:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("fan-out across processes is PostgreSQL LISTEN/NOTIFY")
     engine = make_engine(db_url)
     init_db(engine)
     api_key, _other, _ids = provision(engine, make_settings(db_url))
@@ -136,7 +134,9 @@ def two_processes(db_url: str, tmp_path: Path) -> Iterator[tuple[str, str, str, 
             proc.wait(timeout=30)
 
 
+# Fan-out across processes is PostgreSQL LISTEN/NOTIFY: PostgreSQL only.
 @pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_alert_from_process_a_reaches_stream_of_process_b(
     two_processes: tuple[str, str, str, str],
 ) -> None:
