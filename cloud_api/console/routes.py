@@ -68,6 +68,8 @@ from cloud_api.models import (
     Checkpoint,
     ComplianceShift,
     Deviation,
+    Device,
+    Event,
     Guard,
     Post,
     RectificationItem,
@@ -75,6 +77,7 @@ from cloud_api.models import (
     Site,
     User,
 )
+from patrol_protocol.frames import Kind
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,10 @@ LOGIN_CSRF_COOKIE = "patrol_login_csrf"
 """Double-submit token of the login form (there is no session to bind it to yet)."""
 CONSOLE_ROLES = (Role.SUPERVISOR,)
 """Who may use the console pages built so far (admins always)."""
+DEVICE_ROLES = (Role.TECHNICIAN, Role.SUPERVISOR)
+"""Who reads device health (as ``DeviceReaderDep`` in the API)."""
+HEARTBEAT_KIND = int(Kind.HEARTBEAT)
+BOOT_KIND = int(Kind.BOOT)
 MAX_LIVE_ROWS = 200
 MAX_ITEM_ROWS = 200
 DbIdPath = Annotated[int, PathParam(ge=1, le=MAX_DB_ID)]
@@ -687,4 +694,60 @@ def report_download(
         body,
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'},
+    )
+
+
+# ---------------------------------------------------------------- device health (technicians)
+
+
+def _latest_body(session: Session, device_pk: int, kind: int) -> dict[str, Any] | None:
+    row = session.scalars(
+        select(Event)
+        .where(Event.device_pk == device_pk, Event.kind == kind)
+        .order_by(Event.device_time.desc(), Event.id.desc())
+        .limit(1)
+    ).first()
+    return dict(row.body) if row is not None else None
+
+
+@router.get("/sites/{site_id}/devices", summary="Device health: battery, last seen, firmware")
+def devices_page(request: Request, ctx: ContextDep, site_id: DbIdPath) -> Response:
+    """The site's devices: last heard (server receipt), battery (last heartbeat), firmware
+    (last boot frame). For technicians and supervisors of the site, and admins."""
+    caller = authorise(request, ctx, DEVICE_ROLES)
+    if isinstance(caller, Response):
+        return caller
+    if not caller.principal.may_see(site_id):
+        return _page_error(request, not_found(f"no site {site_id}"), caller=caller)
+    with ctx.sessions() as session:
+        site = session.get(Site, site_id)
+        if site is None:
+            return _page_error(request, not_found(f"no site {site_id}"), caller=caller)
+        rows = []
+        for device in session.scalars(
+            select(Device).where(Device.site_id == site_id).order_by(Device.kind, Device.device_id)
+        ):
+            last_seen = session.execute(
+                select(func.max(Event.received_at)).where(Event.device_pk == device.id)
+            ).scalar_one()
+            beat = _latest_body(session, device.id, HEARTBEAT_KIND)
+            boot = _latest_body(session, device.id, BOOT_KIND)
+            rows.append(
+                {
+                    "kind": device.kind,
+                    "id": f"{device.device_id:08x}",
+                    "label": device.label,
+                    "revoked": device.revoked_at is not None,
+                    "last_seen": local_time(last_seen, site.timezone) if last_seen else None,
+                    "battery": beat.get("battery_pct") if beat else None,
+                    "firmware": (
+                        f"{boot.get('fw_major')}.{boot.get('fw_minor')}.{boot.get('fw_patch')}"
+                        if boot
+                        else None
+                    ),
+                }
+            )
+        name = site.name
+    return _render(
+        request, ctx, caller, "devices.html", site_id=site_id, site_name=name, devices=rows
     )

@@ -612,6 +612,9 @@ MATRIX: dict[tuple[str, str], Row] = {
         ),
     ),
     ("POST", "/console/items/{item_id}/close"): Row(people(Role.SUPERVISOR), _console_item_call),
+    ("GET", "/console/sites/{site_id}/devices"): Row(
+        people(Role.TECHNICIAN, Role.SUPERVISOR), _wf_site
+    ),
     ("GET", "/console/sites/{site_id}/reports/{month}.{fmt}"): Row(
         people(Role.SUPERVISOR),
         lambda m: Call(path_params={"site_id": m.site_a, "month": "2026-11", "fmt": "csv"}),

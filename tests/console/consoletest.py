@@ -16,7 +16,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "alerts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "cloud"))
 
-from alertstest import SERVER_NOW, Clock, make_batch, make_settings, provision, sos_item
+from alertstest import (
+    SERVER_NOW,
+    Clock,
+    frame_item,
+    make_batch,
+    make_frame,
+    make_settings,
+    provision,
+    sos_item,
+)
 from sqlalchemy import Engine, select, text
 
 from cloud_api.app import create_app
@@ -28,7 +37,15 @@ from cloud_api.db import make_engine, session_scope
 from cloud_api.models import Checkpoint, CompliancePlan, ComplianceTargets, Guard, Post, Role, Site
 from cloud_api.server import ServerThread
 
-__all__ = ["PASSWORD", "Console", "make_batch", "sos_item", "start_console"]
+__all__ = [
+    "PASSWORD",
+    "Console",
+    "frame_item",
+    "make_batch",
+    "make_frame",
+    "sos_item",
+    "start_console",
+]
 
 PASSWORD = "console test password 2026"
 SHIFT_START = datetime(2026, 11, 25, 1, 0, tzinfo=UTC)  # 02:00 in Berlin

@@ -13,8 +13,18 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from consoletest import PASSWORD, SCREENSHOTS, Console, make_batch, sos_item
+from consoletest import (
+    PASSWORD,
+    SCREENSHOTS,
+    Console,
+    frame_item,
+    make_batch,
+    make_frame,
+    sos_item,
+)
 from playwright.sync_api import Browser, Page, expect
+
+from patrol_protocol.frames import Boot, Heartbeat
 
 VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 WAIT_MS = 20_000
@@ -141,6 +151,23 @@ def test_user_without_the_role_gets_a_refusal_page(page: Page, console: Console)
         "This page is for admins and supervisors. Your account has the role technician."
     )
     shot(page, "refused-technician")
+    # Technicians have their own page: device health.
+    items = [
+        frame_item(1, make_frame(Boot(1, 2, 3, 0), seq=1)),
+        frame_item(2, make_frame(Heartbeat(14, 3500, 0, 0, ()), seq=2)),
+    ]
+    response = httpx.post(
+        f"{console.url}/api/v1/ingest",
+        json=make_batch(*items),
+        headers={"Authorization": f"Bearer {console.api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    page.goto(f"{console.url}/console/sites/{console.site_a}/devices")
+    expect(page.locator("#device-wearable-0000a001")).to_contain_text(
+        "battery 14 % · firmware 1.2.3"
+    )
+    shot(page, "devices-technician")
 
 
 def test_wrong_password_and_other_site(page: Page, console: Console) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import re
 
 import httpx
-from consoletest import PASSWORD, Console, make_batch, sos_item
+from consoletest import PASSWORD, Console, frame_item, make_batch, make_frame, sos_item
 
 from cloud_api.api.problems import CONFLICT, UNAUTHENTICATED
+from patrol_protocol.frames import Boot, Heartbeat
 
 HTML = {"Accept": "text/html"}
 
@@ -155,3 +156,23 @@ def test_monthly_report_download_with_the_cookie(console: Console) -> None:
         other = client.get(f"/console/sites/{console.site_b}/reports/2026-11.csv", headers=HTML)
         assert other.status_code == 404
         assert f"no site {console.site_b}" in other.text
+
+
+def test_device_health_for_technicians(console: Console) -> None:
+    gateway = {"Authorization": f"Bearer {console.api_key}"}
+    items = [
+        frame_item(1, make_frame(Boot(1, 2, 3, 0), seq=1)),
+        frame_item(2, make_frame(Heartbeat(81, 3900, 0, 0, ()), seq=2)),
+    ]
+    with httpx.Client(base_url=console.url, timeout=30) as client:
+        ingested = client.post("/api/v1/ingest", json=make_batch(*items), headers=gateway)
+        assert [r["status"] for r in ingested.json()["results"]] == ["accepted", "accepted"]
+        _log_in(client, "tia", next_url=f"/console/sites/{console.site_a}/devices")
+        page = client.get(f"/console/sites/{console.site_a}/devices", headers=HTML)
+        assert page.status_code == 200
+        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", page.text))
+        assert "wearable 0000a001" in text
+        assert "battery 81 % · firmware 1.2.3" in text
+        assert "last heard 25 Nov 05:00:05 CET" in text
+        # The technician may not open the supervisors' pages.
+        assert client.get("/console/alerts", headers=HTML).status_code == 403
