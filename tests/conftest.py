@@ -29,6 +29,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 from sqlalchemy.engine import make_url
 
+# ---------------------------------------------------------------- password hashes
+
+# argon2-cffi's CHEAPEST profile for every account the tests create, in this
+# process and in the API processes they start (cloud_api/auth/passwords.py says
+# why; tests/cloud/test_auth.py checks the deployment default separately).
+# Set before any test module imports cloud_api.
+os.environ.setdefault("PATROL_TEST_CHEAP_PASSWORD_HASHES", "1")
+
 # ---------------------------------------------------------------- hypothesis
 
 # Fixed seeds and a capped number of examples: CI results are reproducible and

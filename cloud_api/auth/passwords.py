@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from argon2 import PasswordHasher
+import logging
+import os
+
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 MIN_PASSWORD_CHARS = 12
 """Shorter passwords are refused at creation: guessable offline despite argon2."""
 
-_hasher = PasswordHasher()
+CHEAP_HASHES_ENV = "PATROL_TEST_CHEAP_PASSWORD_HASHES"
+"""Set to 1 by the test suite only: argon2-cffi's CHEAPEST profile, which exists
+for tests. The suite creates thousands of accounts and logs them in; at the
+recommended cost (about 0.17 s per hash or verification here) that alone took
+minutes. Never set it in a deployment: it makes stolen hashes cheap to crack."""
+
+
+def _make_hasher() -> PasswordHasher:
+    if os.environ.get(CHEAP_HASHES_ENV) == "1":
+        logging.getLogger(__name__).warning(
+            "%s=1: password hashes use the cheapest argon2 profile (tests only)", CHEAP_HASHES_ENV
+        )
+        return PasswordHasher.from_parameters(profiles.CHEAPEST)
+    return PasswordHasher()
+
+
+_hasher = _make_hasher()
 
 # Verifying against this keeps a login for an unknown user as slow as one for a
 # known user, so response time does not reveal which usernames exist.

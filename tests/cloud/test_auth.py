@@ -7,6 +7,9 @@ injected clock, never a sleep.
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -89,6 +92,17 @@ def test_only_an_argon2id_hash_is_stored(app: App) -> None:
     with session_scope(app.engine) as session:
         stored = session.scalars(select(User.password_hash).where(User.username == "sue")).one()
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
+
+
+def test_deployments_hash_with_argon2_cffis_recommended_parameters() -> None:
+    """The suite's cheap hashes (conftest) never leak into a process without the variable."""
+    env = {k: v for k, v in os.environ.items() if k != "PATROL_TEST_CHEAP_PASSWORD_HASHES"}
+    code = "from cloud_api.auth.passwords import hash_password; print(hash_password('x' * 12))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    # RFC 9106's low-memory profile, argon2-cffi's default: 64 MiB, 3 passes, 4 lanes.
+    assert out.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
 
 
 @pytest.mark.parametrize(("username", "password"), [("sue", "wrong password!"), ("bob", PASSWORD)])
