@@ -11,7 +11,12 @@ PATROL_CLOUD = Path(sys.executable).with_name("patrol-cloud")
 
 
 def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("PATROL_CLOUD_")}
+    # Neither the suite's cloud settings nor its cheap-hash switch (which logs a warning).
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PATROL_CLOUD_") and k != "PATROL_TEST_CHEAP_PASSWORD_HASHES"
+    }
     return subprocess.run(
         [str(PATROL_CLOUD), *args],
         env={**clean, **env},
