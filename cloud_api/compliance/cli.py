@@ -32,7 +32,6 @@ from sqlalchemy import Engine
 from cloud_api.compliance import explain, store
 from cloud_api.compliance.targets import PostTargets
 from cloud_api.db import init_db, make_engine, session_scope
-from cloud_api.models import CompliancePlan
 from patrol_protocol.ids import parse_device_id
 
 log = logging.getLogger(__name__)
@@ -128,29 +127,7 @@ def _run(args: argparse.Namespace) -> int:
         with open(args.file, encoding="utf-8") as handle:
             body = PlanIn.model_validate_json(handle.read())
         with session_scope(engine) as s:
-            row = CompliancePlan(
-                post_id=args.post_id,
-                name=body.name,
-                checkpoints=list(body.checkpoints),
-                ordered=body.ordered,
-                schedule_kind=body.schedule,
-                interval_s=body.interval_s,
-                fixed_times=[t.strftime("%H:%M:%S") for t in body.fixed_times],
-                rounds_per_window=body.rounds_per_window,
-                round_duration_s=body.round_duration_s,
-                grace_s=body.grace_s,
-                windows=[
-                    {
-                        "weekdays": sorted(set(w.weekdays)),
-                        "start": w.start.strftime("%H:%M:%S"),
-                        "end": w.end.strftime("%H:%M:%S"),
-                    }
-                    for w in body.windows
-                ],
-                min_dwell_s=body.min_dwell_s,
-                walk_s=[list(w) for w in body.walk_s],
-                default_walk_s=body.default_walk_s,
-            )
+            row = body.to_row(args.post_id)
             s.add(row)
             s.flush()
             store.plan_from_row(row)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 from storetest import SHIFT_END, SHIFT_START, Depot, depot
 
 from cloud_api.compliance.cli import main
+from cloud_api.db import make_engine, session_scope
+from cloud_api.models import CompliancePlan
 
 
 @pytest.fixture
@@ -95,3 +100,30 @@ def test_bad_input_exits_2_with_the_reason(
         == 2
     )
     assert "8 lowercase hex digits" in capsys.readouterr().err
+
+
+def test_plan_add_from_a_json_file_is_stored_as_the_api_stores_it(
+    site: Depot, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = {
+        "name": "evening",
+        "checkpoints": [site.checkpoints["C"], site.checkpoints["A"]],
+        "schedule": "fixed",
+        "fixed_times": ["22:30:00"],
+        "round_duration_s": 1200,
+        "windows": [{"weekdays": [4, 0, 0], "start": "18:00:00", "end": "23:59:00"}],
+    }
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan), encoding="utf-8")
+    base = ["--database-url", db_url]
+    assert main([*base, "plan-add", str(site.post_id), str(path)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"added to post {site.post_id}")
+    assert main([*base, "targets", str(site.post_id)]) == 0
+    stored = [p for p in json.loads(capsys.readouterr().out)["plans"] if p["name"] == "evening"]
+    assert len(stored) == 1
+    assert stored[0]["checkpoints"] == [site.checkpoints["C"], site.checkpoints["A"]]
+    assert (stored[0]["schedule"], stored[0]["round_duration_s"]) == ("fixed", 1200)
+    with session_scope(make_engine(db_url)) as session:
+        row = session.scalars(select(CompliancePlan).where(CompliancePlan.name == "evening")).one()
+        assert row.fixed_times == ["22:30:00"]
+        assert row.windows == [{"weekdays": [0, 4], "start": "18:00:00", "end": "23:59:00"}]

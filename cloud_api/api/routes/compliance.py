@@ -98,6 +98,32 @@ class PlanIn(BaseModel):
     )
     default_walk_s: int = Field(default=0, ge=0, le=86_400)
 
+    def to_row(self, post_id: int) -> CompliancePlan:
+        """The plan as stored (times as ``HH:MM:SS`` text), for the API and the CLI alike."""
+        return CompliancePlan(
+            post_id=post_id,
+            name=self.name,
+            checkpoints=list(self.checkpoints),
+            ordered=self.ordered,
+            schedule_kind=self.schedule,
+            interval_s=self.interval_s,
+            fixed_times=[t.strftime("%H:%M:%S") for t in self.fixed_times],
+            rounds_per_window=self.rounds_per_window,
+            round_duration_s=self.round_duration_s,
+            grace_s=self.grace_s,
+            windows=[
+                {
+                    "weekdays": sorted(set(w.weekdays)),
+                    "start": w.start.strftime("%H:%M:%S"),
+                    "end": w.end.strftime("%H:%M:%S"),
+                }
+                for w in self.windows
+            ],
+            min_dwell_s=self.min_dwell_s,
+            walk_s=[list(w) for w in self.walk_s],
+            default_walk_s=self.default_walk_s,
+        )
+
 
 class PlanOut(PlanIn):
     id: int
@@ -397,29 +423,7 @@ def post_plan(post_id: int, body: PlanIn, principal: SupervisorDep, session: Ses
             raise invalid(
                 f"checkpoints {foreign} do not belong to post {post_id}", field="checkpoints"
             )
-        row = CompliancePlan(
-            post_id=post.id,
-            name=body.name,
-            checkpoints=list(body.checkpoints),
-            ordered=body.ordered,
-            schedule_kind=body.schedule,
-            interval_s=body.interval_s,
-            fixed_times=[t.strftime("%H:%M:%S") for t in body.fixed_times],
-            rounds_per_window=body.rounds_per_window,
-            round_duration_s=body.round_duration_s,
-            grace_s=body.grace_s,
-            windows=[
-                {
-                    "weekdays": sorted(set(w.weekdays)),
-                    "start": w.start.strftime("%H:%M:%S"),
-                    "end": w.end.strftime("%H:%M:%S"),
-                }
-                for w in body.windows
-            ],
-            min_dwell_s=body.min_dwell_s,
-            walk_s=[list(w) for w in body.walk_s],
-            default_walk_s=body.default_walk_s,
-        )
+        row = body.to_row(post.id)
         session.add(row)
         session.flush()
         try:
